@@ -1,0 +1,3 @@
+from dynid.cli import entry
+
+entry()
