@@ -1,0 +1,285 @@
+"""Sub-commands ``simulate``, ``train``, ``evaluate`` and ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dynid.cli.common import add_json_option, write_json
+from dynid.errors import ConfigError, DynidError
+
+SIMULATE_HELP = """\
+Simulate an ODE system and save a dataset (netCDF4) to train a surrogate on.
+
+By default: one-step pairs (x, x_next) with x uniform in the system's domain and x_next the
+exact flow over dt (CasADi CVODES). With --trajectories N --steps T: N trajectories of T steps
+from initial states sampled in the domain.
+
+examples:
+  dynid simulate brusselator --out data.nc
+  dynid simulate brusselator --out data.nc --samples 20000 --dt 0.1 --param a=1 --param b=3
+  dynid simulate van_der_pol --out vdp.nc --map rk4 --sampling lhs --lo -3 -3 --hi 3 3
+  dynid simulate duffing --out traj.nc --trajectories 50 --steps 100
+"""
+
+TRAIN_HELP = """\
+Train a ReLU surrogate x[k+1] = F(x[k]) on a dataset and save it as an HDF5 model file.
+
+The saved network is the map in physical units (normalisation folded into the weights), so
+every later certificate is about the map you see. Ctrl-C stops training and saves the best
+model so far.
+
+examples:
+  dynid train data.nc --out model.h5
+  dynid train data.nc --out model.h5 --arch mlp --hidden 64,64 --epochs 200
+  dynid train traj.nc --out model.h5 --rollout-steps 5       (multi-step loss)
+"""
+
+
+def _params(items) -> dict:
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param {item!r} must look like NAME=VALUE, e.g. --param b=3")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--param {item!r}: value {value!r} is not a number") from None
+    return out
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                         "integers, e.g. 32,32") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive widths, e.g. 32,32")
+    return sizes
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("simulate", help="simulate an ODE system into a dataset file",
+                       description=SIMULATE_HELP, formatter_class=fmt)
+    p.add_argument("system", help="catalogue name: brusselator, van_der_pol, fitzhugh_nagumo, "
+                                  "lotka_volterra, duffing, pendulum, linear")
+    p.add_argument("--out", required=True, metavar="FILE.nc", help="dataset file to write")
+    p.add_argument("--samples", type=int, default=10000, metavar="N",
+                   help="number of one-step pairs, or of trajectories with --trajectories "
+                        "(default 10000)")
+    p.add_argument("--dt", type=float, default=0.1, help="time step of the map (default 0.1)")
+    p.add_argument("--map", choices=["flow", "euler", "rk4"], default="flow",
+                   help="flow = exact flow of the ODE; euler / rk4 = one explicit step "
+                        "(default flow)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="override a system parameter, repeatable (e.g. --param b=3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--sampling", choices=["uniform", "lhs", "grid"], default="uniform",
+                   help="how states are drawn in the box (default uniform)")
+    p.add_argument("--lo", type=float, nargs="+", metavar="L",
+                   help="lower corner of the sampling box (default: the system's domain)")
+    p.add_argument("--hi", type=float, nargs="+", metavar="H",
+                   help="upper corner of the sampling box (default: the system's domain)")
+    p.add_argument("--trajectories", action="store_true",
+                   help="simulate --samples trajectories instead of one-step pairs")
+    p.add_argument("--steps", type=int, default=50, help="trajectory length (default 50)")
+    p.add_argument("--with-trajectories", type=int, default=0, metavar="N",
+                   help="pairs mode: also add the consecutive pairs of N trajectories of "
+                        "--steps steps from the box (covers where free runs go)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("train", help="train a ReLU surrogate on a dataset",
+                       description=TRAIN_HELP, formatter_class=fmt)
+    p.add_argument("data", metavar="DATA", help="dataset file (from dynid simulate)")
+    p.add_argument("--out", required=True, metavar="MODEL.h5", help="model file to write")
+    p.add_argument("--arch", choices=["mlp", "residual"], default="residual",
+                   help="residual: x + dt*N(x) (default); mlp: x -> x_next")
+    p.add_argument("--hidden", type=_hidden, default=(32, 32), metavar="W1,W2,..",
+                   help="hidden layer widths (default 32,32)")
+    p.add_argument("--epochs", type=int, default=600, help="maximum epochs (default 600)")
+    p.add_argument("--batch-size", type=int, default=128, help="minibatch size (default 128)")
+    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default 5e-3)")
+    p.add_argument("--schedule", choices=["cosine", "plateau", "none"], default="cosine",
+                   help="learning-rate schedule (default cosine)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of data held out for validation (default 0.2)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop after this many epochs without validation improvement")
+    p.add_argument("--target-rmse", type=float, default=None,
+                   help="stop once the validation one-step RMSE reaches this value")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="wall-clock limit of training (the best model so far is kept)")
+    p.add_argument("--rollout-steps", type=int, default=0, metavar="K",
+                   help="add a K-step free-run loss (needs trajectory data)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="training precision (the saved model is float64 anyway)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy of a model: one-step and rollout errors",
+                       description="One-step RMSE on the dataset and on fresh pairs, and free-run "
+                       "rollout RMSE / NRMSE / fit %% from held-out initial states against the "
+                       "true system (named in the model file).\n\nexample:\n"
+                       "  dynid evaluate model.h5 data.nc --json metrics.json",
+                       formatter_class=fmt)
+    p.add_argument("model", metavar="MODEL", help="model file (.h5)")
+    p.add_argument("data", metavar="DATA", nargs="?", default=None,
+                   help="dataset file of the same system (optional)")
+    p.add_argument("--steps", type=int, default=50, help="rollout horizon (default 50)")
+    p.add_argument("--initial-states", type=int, default=20,
+                   help="held-out initial states for the rollouts (default 20)")
+    p.add_argument("--seed", type=int, default=12345, help="seed of those states")
+    add_json_option(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="show what is in a dataset or model file",
+                       description="Print the contents of a dataset (.nc) or model (.h5) file: "
+                       "sizes, system, time step, training summary, provenance.\n\nexample:\n"
+                       "  dynid info model.h5", formatter_class=fmt)
+    p.add_argument("file", metavar="FILE", help="a dataset (.nc) or model (.h5) file")
+    add_json_option(p)
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_simulate(args) -> int:
+    from dynid.datasets import save_dataset
+    from dynid.stages.data import simulate_dataset
+
+    ds = simulate_dataset(args.system, params=_params(args.param), dt=args.dt,
+                          method=args.map,
+                          kind="trajectories" if args.trajectories else "pairs",
+                          samples=args.samples, steps=args.steps, sampling=args.sampling,
+                          lo=args.lo, hi=args.hi, seed=args.seed,
+                          trajectory_samples=args.with_trajectories,
+                          progress=None if args.quiet else True)
+    path = save_dataset(ds, args.out)
+    print(f"wrote {path}: {ds.attrs['kind']} of {ds.attrs['system']} {dict(ds.sizes)}, "
+          f"dt={ds.attrs['dt']}, map={ds.attrs['map']}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from dynid.datasets import load_dataset
+    from dynid.modelfile import save_model
+    from dynid.train import train
+
+    ds = load_dataset(args.data)
+    log = None if args.quiet else (lambda m: print(m, file=sys.stderr))
+    net, summary = train(ds, arch=args.arch, hidden=args.hidden, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+                         val_fraction=args.val_fraction, patience=args.patience,
+                         target_rmse=args.target_rmse, max_seconds=args.max_seconds,
+                         rollout_steps=args.rollout_steps, seed=args.seed, dtype=args.dtype,
+                         device=args.device, progress=not args.quiet, log=log,
+                         checkpoint=args.out)
+    if summary["interrupted"]:
+        print(f"interrupted after {summary['epochs']} epochs; best model so far saved to "
+              f"{args.out}", file=sys.stderr)
+        return 130
+    save_model(args.out, net)
+    print(f"wrote {args.out}: {summary['arch']} {net.widths}, {summary['epochs']} epochs in "
+          f"{summary['seconds']:.1f} s, validation one-step RMSE {summary['best_val_rmse']:.3g}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from dynid.datasets import load_dataset
+    from dynid.metrics import evaluate_model
+    from dynid.modelfile import load_model
+
+    net = load_model(args.model)
+    ds = load_dataset(args.data) if args.data else None
+    res = evaluate_model(net, ds, steps=args.steps, n_initial=args.initial_states,
+                         seed=args.seed)
+    if args.json != "-":
+        for key in ("one_step_rmse_data", "one_step_rmse_test"):
+            if res[key] is not None:
+                print(f"{key}: {res[key]:.4g}")
+        for key in ("rollout", "rollout_data"):
+            r = res[key]
+            if r:
+                print(f"{key} ({r['n_trajectories']} runs x {r['steps']} steps): rmse "
+                      f"{r['rmse']:.4g}, nrmse {100 * r['nrmse']:.3g} %, fit "
+                      f"{r['fit_percent']:.2f} %")
+        if res["rollout"] is None:
+            print("rollout: skipped (the model file names no known system / dt / domain)")
+    write_json(res, args.json)
+    return 0
+
+
+def _h5_format(path) -> str | None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+            return fmt.decode() if isinstance(fmt, bytes) else (str(fmt) if fmt else None)
+    except OSError:
+        return None
+
+
+def cmd_info(args) -> int:
+    from pathlib import Path
+
+    from dynid.results import jsonable
+
+    path = Path(args.file)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
+    if _h5_format(path) == "dynid-relunet":
+        from dynid.modelfile import load_model
+
+        net = load_model(path)
+        info = {"file": str(path), "type": "model", "widths": net.widths,
+                "relu_units": net.n_relu, "parameters": net.n_params, "layers": net.n_layers,
+                "meta": {k: v for k, v in net.meta.items() if k != "normalisation"}}
+        tr = info["meta"].get("training")
+        if isinstance(tr, dict):
+            info["meta"]["training"] = {k: v for k, v in tr.items() if k != "history"}
+    else:
+        from dynid.datasets import dataset_kind, load_dataset
+
+        try:
+            ds = load_dataset(path)
+        except DynidError as exc:
+            raise ConfigError(f"{path} is neither a dynid model file nor a dataset: {exc}") \
+                from None
+        attrs = {}
+        for k, v in ds.attrs.items():
+            attrs[k] = v
+            if k == "params" and isinstance(v, str):
+                try:
+                    attrs[k] = json.loads(v)
+                except ValueError:
+                    pass
+        info = {"file": str(path), "type": "dataset", "kind": dataset_kind(ds),
+                "sizes": dict(ds.sizes),
+                "states": [str(s) for s in ds.coords["state"].values] if "state" in ds.coords
+                else None,
+                "variables": {str(k): list(v.dims) for k, v in ds.data_vars.items()},
+                "attributes": attrs}
+    info = jsonable(info)
+    if args.json != "-":
+        _print_tree(info)
+    write_json(info, args.json)
+    return 0
+
+
+def _print_tree(obj, indent: int = 0) -> None:
+    pad = "  " * indent
+    for k, v in obj.items():
+        if isinstance(v, dict) and v:
+            print(f"{pad}{k}:")
+            _print_tree(v, indent + 1)
+        else:
+            text = json.dumps(v) if not isinstance(v, str) else v
+            if len(text) > 110:
+                text = text[:107] + "..."
+            print(f"{pad}{k}: {text}")
