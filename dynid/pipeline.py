@@ -112,17 +112,23 @@ def check_keys(section: dict, allowed, where: str) -> None:
                               f"{', '.join(sorted(allowed))}")
 
 
-def load_config(path) -> dict:
-    """Read and check a pipeline TOML file (syntax, [run] table, stage names)."""
+def read_toml(path, what: str = "TOML file") -> dict:
+    """Parse a TOML file; a missing file, bad syntax or non-UTF-8 bytes raise ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"pipeline file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     try:
-        config = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text (UTF-8) TOML file") from None
+
+
+def load_config(path) -> dict:
+    """Read and check a pipeline TOML file (syntax, [run] table, stage names)."""
+    path = Path(path)
+    config = read_toml(path, "pipeline file")
     run = config.get("run")
     if not isinstance(run, dict):
         raise ConfigError(f"{path} needs a [run] table with name and stages")

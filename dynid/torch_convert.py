@@ -18,7 +18,7 @@ def _module_class():
             super().__init__()
             self.linears = nn.ModuleList(linears)
             for i, m in enumerate(masks):
-                self.register_buffer(f"mask{i}", torch.as_tensor(np.asarray(m, bool)))
+                self.register_buffer(f"mask{i}", torch.as_tensor(np.array(m, bool)))
 
         def forward(self, x):
             for i, lin in enumerate(self.linears):

@@ -1,0 +1,16 @@
+"""Certificates built on the MIP layer: encodings, (non)invertibility, radii, output ranges.
+
+- :func:`noninvertibility` - max ||x - y||_p with F(x) = F(y) (or within delta) on a box.
+- :func:`invertible_on` - the global verdict on a box, with a witness pair if not injective.
+- :func:`certified_radius` - preimage / ball radius of local invertibility at a point.
+- :func:`output_range` - exact MIP bounds of C @ F(x) over a box.
+- :func:`encode_relunet` - the big-M encoding of one copy of a network.
+"""
+
+from dynid.certify.encode import Encoding, encode_relunet
+from dynid.certify.invertibility import invertible_on, noninvertibility
+from dynid.certify.optimize import output_range
+from dynid.certify.radius import certified_radius
+
+__all__ = ["Encoding", "encode_relunet", "noninvertibility", "invertible_on",
+           "certified_radius", "output_range"]

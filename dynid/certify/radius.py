@@ -1,0 +1,334 @@
+"""Certified radii around a point: where F is locally invertible.
+
+- ``mode="preimage"``: the distance from ``center`` to the nearest *other* preimage of
+  F(center) (the largest ball in which F(center) has a single preimage).
+- ``mode="ball"``: the largest ball around ``center`` on which F is injective.
+
+Both up to the distance tolerance ``tol`` (pairs closer than ``tol`` count as one point, as in
+the paper) and within ``r_max``.
+
+``method="reference"`` is the paper's protocol: R = 0.1, multiplied by 5 while certified, then
+bisection to a bracket of width ``resolution`` (at most 25 steps), one max-distance MIP each.
+``method="fast"`` answers with ONE MIP: minimise the radius of a ball holding a pair with equal
+outputs and distance >= ``tol`` (ball mode), or the distance to a point with the same output at
+distance >= ``tol`` (preimage mode). Its optimum is the same number the reference protocol
+brackets; its best bound is a certified radius and its solution a checked witness.
+
+The result is a :class:`~dynid.results.Certificate` with ``value`` = certified radius (a
+valid lower bound) and ``bound`` = an upper bound on the radius backed by a checked witness
+(inf when none); ``status`` is certified when both are known and within ``resolution``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from dynid.certify.encode import encode_relunet, solve_tight
+from dynid.milp import solve
+from dynid.errors import ConfigError, ShapeError, parse_norm
+from dynid.relunet import ReLUNet
+from dynid.results import Certificate, Status
+
+MODES = ("preimage", "ball")
+
+
+def certified_radius(net: ReLUNet, center, mode: str = "preimage", norm="inf",
+                     method: str = "fast", *, r0: float = 0.1, growth: float = 5.0,
+                     resolution: float = 1e-3, max_steps: int = 25, r_max: float = 10.0,
+                     tol: float = 1e-4, formulation: str = "ours", solver: str = "auto",
+                     time_limit: float | None = None, log=None) -> Certificate:
+    """Certified radius of local invertibility at ``center``.
+
+    Parameters
+    ----------
+    net : the map F (n -> n or n -> m).
+    center : the point.
+    mode : "preimage" or "ball" (see the module docstring).
+    norm : 1, 2 or inf, for the ball and the distances.
+    method : "fast" (one MIP) or "reference" (grow x5 from ``r0``, then bisect).
+    r_max : largest radius searched; a radius >= r_max is reported as r_max.
+    tol : pairs closer than this count as one point.
+    formulation : MIP formulation of each reference step ("ours" or "naive").
+    time_limit : seconds per MIP; a limit hit leaves the bracket open (status unknown).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dynid.relunet import ReLUNet
+    >>> net = ReLUNet([np.array([[1.0], [-1.0]]), np.array([[-1.0, -1.0]])],
+    ...               [np.zeros(2), np.zeros(1)])            # x -> -|x|
+    >>> c = certified_radius(net, [0.5], mode="preimage")   # other preimage: -0.5
+    >>> round(c.value, 3)
+    1.0
+    """
+    p = parse_norm(norm)
+    if mode not in MODES:
+        raise ConfigError(f"radius mode {mode!r} is unknown: use 'preimage' or 'ball'")
+    if method not in ("fast", "reference"):
+        raise ConfigError(f"radius method {method!r} is unknown: use 'fast' or 'reference'")
+    c = np.asarray(center, dtype=np.float64).reshape(-1)
+    if c.shape != (net.n_in,):
+        raise ShapeError(f"center needs {net.n_in} values, got {c.size}")
+    if not np.all(np.isfinite(c)):
+        raise ShapeError("center must be finite")
+    if not (r_max > 0 and r0 > 0 and resolution > 0):
+        raise ConfigError("r_max, r0 and resolution must be > 0")
+    if method == "reference":
+        return _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol,
+                          formulation, solver, time_limit, log)
+    return _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log)
+
+
+# ---------------------------------------------------------------------- reference protocol
+def _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol, formulation,
+               solver, time_limit, log):
+    from dynid.certify.invertibility import noninvertibility
+
+    t0 = time.perf_counter()
+    steps = []
+    witness, unknown = None, 0
+
+    def step(r):
+        nonlocal witness, unknown
+        cert = noninvertibility(net, c - r, c + r, p, 0.0, method=formulation, solver=solver,
+                                time_limit=time_limit, tol=tol, ball=(c, r),
+                                fixed_y=c if mode == "preimage" else None,
+                                query="radius-step")
+        steps.append({"radius": r, "status": cert.status.value, "bound": cert.bound,
+                      "seconds": cert.seconds})
+        if log:
+            log(f"radius step R={r:.6g}: {cert.status.value} ({cert.seconds:.2f}s)")
+        if cert.status is Status.COUNTEREXAMPLE:
+            witness = cert.witness
+        elif cert.status is Status.UNKNOWN:
+            unknown += 1
+        return cert.status
+
+    lo_r, hi_r = 0.0, None
+    hi_checked = False
+    r = min(r0, r_max)
+    while True:
+        s = step(r)
+        if s is Status.CERTIFIED:
+            lo_r = r
+            if r >= r_max:
+                break
+            r = min(r * growth, r_max)
+        else:
+            hi_r, hi_checked = r, s is Status.COUNTEREXAMPLE
+            break
+    n_bisect = 0
+    while hi_r is not None and hi_r - lo_r > resolution and n_bisect < max_steps:
+        mid = 0.5 * (lo_r + hi_r)
+        s = step(mid)
+        n_bisect += 1
+        if s is Status.CERTIFIED:
+            lo_r = mid
+        else:
+            hi_r, hi_checked = mid, s is Status.COUNTEREXAMPLE or hi_checked
+    done = hi_r is None or (hi_checked and hi_r - lo_r <= resolution * (1 + 1e-9))
+    status = Status.CERTIFIED if done and unknown == 0 else Status.UNKNOWN
+    bound = math.inf if hi_r is None else hi_r
+    info = {"method": "reference", "mode": mode, "norm": _nn(p), "steps": steps,
+            "unknown_steps": unknown, "r_max": r_max, "tol": tol, "resolution": resolution,
+            "formulation": formulation, "radius": lo_r,
+            "reached_r_max": hi_r is None}
+    return Certificate("certified_radius", status, lo_r, bound,
+                       bound - lo_r if math.isfinite(bound) else math.inf, witness,
+                       "mixed" if not steps else "per-step", time.perf_counter() - t0, {},
+                       info)
+
+
+def _nn(p):
+    return "inf" if math.isinf(p) else str(int(p))
+
+
+# ---------------------------------------------------------------------- fast: one MIP
+def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log):
+    from dynid.certify.invertibility import _as_identity_output, check_pair, pnorm
+    from dynid.certify.pairs import add_copy_differences, copy_bounds, interval_diff_bounds
+    from dynid.milp import SparseModel, solve
+
+    t0 = time.perf_counter()
+    net = _as_identity_output(net)
+    n = net.n_in
+    lo, hi = c - r_max, c + r_max
+    bx = copy_bounds(net, lo, hi, "ours")
+    m = SparseModel()
+    ex = encode_relunet(m, net, bx)
+    if mode == "preimage":
+        fc = net.forward(c)
+        m.set_bounds(ex.out, lb=fc, ub=fc)
+        d = m.add_vars(n, lo - c, hi - c, "C")
+        eye = sp.identity(n)
+        m.add_rows(np.concatenate([d, ex.x]), sp.hstack([eye, -eye]), -c, -c)
+        # no other preimage lies in c's own linear region when its Jacobian is injective:
+        # exclude that ball, which also keeps solver tolerances from faking nearby preimages
+        r_loc = min(local_injectivity_radius(net, c), r_max)
+        _exclusion(m, d, max(tol, r_loc), r_max, one_sign=False)
+        radius_of = _distance_objective(m, d, p, r_max)
+        y_idx = None
+    else:
+        ey = encode_relunet(m, net, bx)
+        db = interval_diff_bounds(net, bx, bx, lo - hi, hi - lo)
+        d, dzs = add_copy_differences(m, net, (ex.x, ex.h), (ey.x, ey.h), bx, bx, db)
+        m.set_bounds(dzs[-1], lb=0.0, ub=0.0)
+        # the pair (x, y) and (y, x) are both solutions: the separating coordinate is >= tol
+        _exclusion(m, d, tol, 2 * r_max, one_sign=True)
+        radius_of = _ball_objective(m, ex.x, ey.x, c, p, r_max)
+        y_idx = ey.x
+    size = m.size()
+    info = {"method": "fast", "mode": mode, "norm": _nn(p), "r_max": r_max, "tol": tol,
+            "resolution": resolution, "exclusion": "pairs with ||x - y||_inf >= tol"}
+    if mode == "preimage":
+        info["local_injectivity_radius"] = r_loc
+    left = time_limit
+    for attempt, solver_fn in enumerate((solve, solve_tight)):
+        # first with the solver's default tolerances; if its optimum is a pair that fails the
+        # float64 re-check (tolerances faking equal outputs), again with tight tolerances
+        res = solver_fn(m, solver=solver, time_limit=left, mip_gap=1e-6,
+                        mip_gap_abs=resolution / 10, log=log)
+        info["solver_status"] = res.status
+        info["tight_tolerances"] = bool(attempt)
+        if res.message:
+            info["solver_message"] = res.message
+        if res.status == "infeasible":
+            info["radius"] = r_max
+            info["reached_r_max"] = True
+            return Certificate("certified_radius", Status.CERTIFIED, r_max, math.inf,
+                               math.inf, None, res.solver, time.perf_counter() - t0, size, info)
+        lower = min(radius_of(res.bound), r_max) if math.isfinite(res.bound) else 0.0
+        lower = max(lower, 0.0)
+        upper, witness = math.inf, None
+        if res.x is not None:
+            xw = res.x[ex.x]
+            yw = c if y_idx is None else res.x[y_idx]
+            if y_idx is None:   # polish the free point towards F(x) = F(c)
+                ok, dist, mis, yw2, xw2 = check_pair(net, yw, xw, p, math.inf, 0.0,
+                                                     tol * 0.999, lo, hi, fixed_x=True)
+                xw = xw2
+            else:
+                ok, dist, mis, xw, yw = check_pair(net, xw, yw, p, math.inf, 0.0,
+                                                   tol * 0.999, lo, hi)
+            if ok:
+                upper = max(pnorm(xw - c, p), pnorm(yw - c, p)) if y_idx is not None \
+                    else pnorm(xw - c, p)
+                witness = {"x": xw, "y": yw, "Fx": net.forward(xw), "Fy": net.forward(yw),
+                           "distance": dist, "output_gap": mis}
+        if witness is not None or res.status != "optimal":
+            break
+        if time_limit is not None:
+            left = max(0.1, time_limit - (time.perf_counter() - t0))
+    info["radius"] = lower
+    ok = math.isfinite(upper) and upper - lower <= resolution * (1 + 1e-9)
+    status = Status.CERTIFIED if ok else Status.UNKNOWN
+    return Certificate("certified_radius", status, lower, upper,
+                       upper - lower if math.isfinite(upper) else math.inf, witness,
+                       res.solver, time.perf_counter() - t0, size, info)
+
+
+def local_injectivity_radius(net: ReLUNet, c) -> float:
+    """Radius (inf-norm) of a ball around ``c`` on which F is affine and injective: the ball
+    stays inside c's linear region (no ReLU pre-activation changes sign: |z_j(c)| over the
+    1-norm of its gradient) and the region's Jacobian has full column rank. 0 when c sits on a
+    kink or the Jacobian is (numerically) rank deficient.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dynid.relunet import ReLUNet
+    >>> net = ReLUNet([np.array([[1.0], [-1.0]]), np.array([[-1.0, -1.0]])],
+    ...               [np.zeros(2), np.zeros(1)])            # x -> -|x|
+    >>> round(local_injectivity_radius(net, np.array([0.5])), 6)
+    0.5
+    """
+    c = np.asarray(c, dtype=np.float64)
+    grad = np.eye(net.n_in)
+    h = c
+    r = math.inf
+    for w, b, relu in zip(net.weights, net.biases, net.relu):
+        z = w @ h + b
+        gz = w @ grad
+        if relu.any():
+            norms = np.abs(gz[relu]).sum(axis=1)
+            zr = np.abs(z[relu])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(norms > 0, zr / norms, math.inf)
+            r = min(r, float(np.min(ratio)))
+        act = np.where(relu, (z > 0).astype(float), 1.0)
+        h = np.where(relu, np.maximum(z, 0.0), z)
+        grad = act[:, None] * gz
+    sv = np.linalg.svd(grad, compute_uv=False)
+    if sv.size < net.n_in or sv.min() <= 1e-9 * max(1.0, sv.max()):
+        return 0.0
+    # shrink a little: rounding in z and in the gradient norms
+    return max(0.0, r * (1 - 1e-9) - 1e-12) if math.isfinite(r) else math.inf
+
+
+def _exclusion(m, d, tol, big, one_sign):
+    """||d||_inf >= tol with coordinate (and sign) binaries: d_i >= tol - M (1 - r_i)."""
+    n = d.size
+    k = n if one_sign else 2 * n
+    r = m.add_vars(k, 0.0, 1.0, "B")
+    mm = big + tol
+    for i in range(n):
+        m.add_row([d[i], r[i]], [1.0, -mm], tol - mm, np.inf)
+        if not one_sign:
+            m.add_row([d[i], r[n + i]], [-1.0, -mm], tol - mm, np.inf)
+    m.add_row(r, np.ones(k), 1.0, np.inf)
+
+
+def _distance_objective(m, d, p, r_max):
+    """min ||d||_p; returns the map from the solver bound to the distance."""
+    n = d.size
+    if math.isinf(p) or p == 1.0:
+        cap = r_max if math.isinf(p) else n * r_max
+        if math.isinf(p):
+            t = m.add_vars(1, 0.0, cap, "C")
+            for i in range(n):
+                m.add_row([t[0], d[i]], [1.0, -1.0], 0.0, np.inf)
+                m.add_row([t[0], d[i]], [1.0, 1.0], 0.0, np.inf)
+            m.set_objective(t, [1.0], sense="min")
+        else:
+            e = m.add_vars(n, 0.0, r_max, "C")
+            for i in range(n):
+                m.add_row([e[i], d[i]], [1.0, -1.0], 0.0, np.inf)
+                m.add_row([e[i], d[i]], [1.0, 1.0], 0.0, np.inf)
+            m.set_objective(e, np.ones(n), sense="min")
+        return lambda b: b
+    m.set_objective(sense="min", quad=(d, d, np.ones(n)))
+    return lambda b: math.sqrt(max(b, 0.0))
+
+
+def _ball_objective(m, x, y, c, p, r_max):
+    """min t with ||x - c||_p <= t and ||y - c||_p <= t."""
+    n = x.size
+    if math.isinf(p):
+        t = m.add_vars(1, 0.0, r_max, "C")
+        for v in (x, y):
+            for i in range(n):
+                m.add_row([t[0], v[i]], [1.0, -1.0], -c[i], np.inf)
+                m.add_row([t[0], v[i]], [1.0, 1.0], c[i], np.inf)
+        m.set_objective(t, [1.0], sense="min")
+        return lambda b: b
+    if p == 1.0:
+        t = m.add_vars(1, 0.0, r_max * n, "C")
+        for v in (x, y):
+            e = m.add_vars(n, 0.0, r_max, "C")
+            for i in range(n):
+                m.add_row([e[i], v[i]], [1.0, -1.0], -c[i], np.inf)
+                m.add_row([e[i], v[i]], [1.0, 1.0], c[i], np.inf)
+            m.add_row(np.concatenate([e, t]), np.concatenate([np.ones(n), [-1.0]]), -np.inf, 0.0)
+        m.set_objective(t, [1.0], sense="min")
+        return lambda b: b
+    s = m.add_vars(1, 0.0, n * r_max ** 2, "C")
+    for v in (x, y):
+        # ||v - c||^2 - s <= 0  <=>  v.v - 2 c.v - s <= -c.c
+        m.add_quadratic_constraint((v, v, np.ones(n)), np.concatenate([v, s]),
+                                   np.concatenate([-2.0 * c, [-1.0]]), -float(c @ c), "<=")
+    m.set_objective(s, [1.0], sense="min")
+    return lambda b: math.sqrt(max(b, 0.0))

@@ -1,0 +1,192 @@
+"""Pipeline stage ``certify``: is the surrogate invertible on its domain, and where does it fold?
+
+Keys of the ``[certify]`` table, with defaults: model (default: the run's model), lo / hi
+(default: the model's training domain), norm = "inf", delta = 0.0, tol = 1e-4,
+solver = "auto", time_limit = 300 (seconds per MIP), cells = 2 (also search each of the
+cells x cells sub-boxes of the domain for a witness pair, to show *where* F folds; 0 = only
+the global query), grid = 80 (resolution of the det J heat map), out = "certify.json".
+
+Writes certify.json and certify_witnesses.png; adds a report section; puts the results under
+``ctx.summary["certify"]``. For a forward-Euler Brusselator surrogate the analytic fold curve
+of the true map (det J = 0) is drawn too.
+
+Example
+-------
+>>> # in a pipeline TOML:  [certify]  norm = "inf"  cells = 2
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from dynid.atomic import write_text_atomic
+from dynid.errors import ConfigError
+from dynid.results import jsonable
+
+KEYS = {"model", "lo", "hi", "norm", "delta", "tol", "solver", "time_limit", "cells", "grid",
+        "out"}
+
+
+def run(section: dict, ctx) -> None:
+    from dynid.certify import noninvertibility
+    from dynid.modelfile import load_model
+    from dynid.pipeline import check_keys
+
+    check_keys(section, KEYS, "[certify]")
+    path = ctx.resolve(section["model"]) if "model" in section else ctx.artifacts.get("model")
+    if path is None:
+        raise ConfigError("[certify] needs a model: add a [train] stage or set model = PATH")
+    net = load_model(path)
+    lo, hi = _domain(net, section)
+    opts = dict(norm=section.get("norm", "inf"), delta=float(section.get("delta", 0.0)),
+                tol=float(section.get("tol", 1e-4)), solver=section.get("solver", "auto"),
+                time_limit=float(section.get("time_limit", 300.0)))
+    ctx.log(f"invertibility of the surrogate on [{lo.tolist()}, {hi.tolist()}] "
+            f"({opts['norm']}-norm)")
+    cert = noninvertibility(net, lo, hi, log=None, **opts)
+    ctx.log(cert.summary())
+    cells = int(section.get("cells", 2))
+    if cells < 0:
+        raise ConfigError(f"[certify] cells must be >= 0, got {cells}")
+    cell_certs = []
+    if cells > 0 and net.n_in >= 2 and not cert.certified:
+        edges = [np.linspace(lo[k], hi[k], cells + 1) for k in range(2)]
+        for i in range(cells):
+            for j in range(cells):
+                clo, chi = lo.copy(), hi.copy()
+                clo[:2] = edges[0][i], edges[1][j]
+                chi[:2] = edges[0][i + 1], edges[1][j + 1]
+                c = noninvertibility(net, clo, chi, **opts)
+                cell_certs.append({"lo": clo, "hi": chi, **c.to_dict()})
+                ctx.log(f"cell {i},{j}: {c.status.value} value={c.value:.4g}")
+    result = {"domain": {"lo": lo, "hi": hi}, "invertibility": cert.to_dict(),
+              "cells": cell_certs, "verdict": _verdict(cert)}
+    fold = _euler_brusselator_fold(net)
+    files = {}
+    if net.n_in >= 2:
+        fig = _figure(net, lo, hi, cert, cell_certs, fold, int(section.get("grid", 80)))
+        png = ctx.run_dir / "certify_witnesses.png"
+        from dynid.atomic import atomic_path
+
+        with atomic_path(png, suffix=".png.tmp") as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        files["figure"] = png.name
+        ctx.artifacts["certify_figure"] = png
+    out = ctx.run_dir / section.get("out", "certify.json")
+    write_text_atomic(out, json.dumps(jsonable(result), indent=2) + "\n")
+    ctx.artifacts["certify"] = out
+    ctx.summary["certify"] = jsonable({**result, "files": {**files, "json": out.name}})
+    _report(ctx, cert, cell_certs, fig if net.n_in >= 2 else None, fold is not None)
+
+
+def _domain(net, section):
+    from dynid.relunet import check_box
+
+    if "lo" in section or "hi" in section:
+        return check_box(net, section.get("lo"), section.get("hi"), "[certify] box")
+    dom = net.meta.get("domain")
+    if not dom:
+        raise ConfigError("[certify] the model has no training domain: set lo and hi")
+    return check_box(net, dom["lo"], dom["hi"], "model domain")
+
+
+def _verdict(cert) -> str:
+    if cert.status.value == "certified":
+        return f"injective on the domain (max distance of equal-output pairs <= {cert.bound:.3g})"
+    if cert.status.value == "counterexample":
+        return (f"NOT injective: two states {cert.value:.4g} apart map to the same point "
+                "(a modelling artefact if the true map is a flow map)")
+    return f"unknown (gap {cert.gap:.3g}; raise time_limit)"
+
+
+def _euler_brusselator_fold(net):
+    """tau, a, b when the model is a forward-Euler Brusselator surrogate, else None."""
+    meta = net.meta
+    if str(meta.get("system", "")).lower() != "brusselator" or meta.get("map") != "euler":
+        return None
+    params = meta.get("params") or {}
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            params = {}
+    return float(meta.get("dt", 0.1)), float(params.get("a", 1.0)), float(params.get("b", 2.0))
+
+
+def fold_curve(tau: float, b: float, x):
+    """y on det J = 0 of x+ = x + tau f(x) for the Brusselator (ALGORITHMS.md):
+    y = (tau (1 - tau) x^2 + tau (b + 1) - 1) / (2 tau x)."""
+    x = np.asarray(x, dtype=np.float64)
+    return (tau * (1 - tau) * x ** 2 + tau * (b + 1) - 1) / (2 * tau * x)
+
+
+def _figure(net, lo, hi, cert, cells, fold, grid):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 5.2), layout="constrained")
+    ax = fig.subplots()
+    gx = np.linspace(lo[0], hi[0], grid)
+    gy = np.linspace(lo[1], hi[1], grid)
+    base = (lo + hi) / 2
+    det = np.empty((grid, grid))
+    for i, yv in enumerate(gy):
+        for j, xv in enumerate(gx):
+            p = base.copy()
+            p[0], p[1] = xv, yv
+            jac = net.jacobian(p)
+            det[i, j] = np.linalg.det(jac[:2, :2])
+    ax.imshow(np.sign(det), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]),
+              aspect="auto", cmap="coolwarm", alpha=0.35, vmin=-1, vmax=1)
+    ax.plot([], [], "s", color="tab:blue", alpha=0.5, label="surrogate det J < 0")
+    if fold is not None:
+        tau, _a, b = fold
+        xs = np.linspace(max(lo[0], 1e-6), hi[0], 400)
+        ys = fold_curve(tau, b, xs)
+        keep = (ys >= lo[1]) & (ys <= hi[1])
+        ax.plot(xs[keep], ys[keep], "k--", lw=1.5, label="true fold (det J = 0)")
+    pairs = [cert.to_dict()] + list(cells)
+    first = True
+    for c in pairs:
+        w = c.get("witness")
+        if not w:
+            continue
+        x, y = np.asarray(w["x"], float), np.asarray(w["y"], float)
+        ax.plot([x[0], y[0]], [x[1], y[1]], "-", color="tab:green", lw=1)
+        ax.plot(x[0], x[1], "o", color="tab:green", ms=6, label="witness pair" if first else None)
+        ax.plot(y[0], y[1], "o", color="tab:green", ms=6, mfc="none")
+        fx = np.asarray(w["Fx"], float)
+        ax.plot(fx[0], fx[1], "*", color="tab:red", ms=10, label="common image" if first else None)
+        first = False
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    names = net.meta.get("state_names") or ["x0", "x1"]
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1] if len(names) > 1 else "x1")
+    ax.set_title(f"invertibility: {cert.status.value}")
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def _report(ctx, cert, cells, fig, has_fold) -> None:
+    rep = ctx.report
+    rep.add_heading("Invertibility certificate")
+    rep.add_text(_verdict(cert) + f". {cert.summary()}")
+    rows = [{"box": "domain", "status": cert.status.value, "value": cert.value,
+             "bound": cert.bound, "seconds": round(cert.seconds, 3), "solver": cert.solver}]
+    for c in cells:
+        rows.append({"box": f"{np.round(c['lo'], 3).tolist()}..{np.round(c['hi'], 3).tolist()}",
+                     "status": c["status"], "value": c["value"], "bound": c["bound"],
+                     "seconds": round(c["seconds"], 3), "solver": c["solver"]})
+    rep.add_table(rows, caption="max ||x - y|| subject to F(x) = F(y) (value: checked witness; "
+                                "bound: solver best bound)")
+    if fig is not None:
+        cap = ("Witness pairs (filled and open circles) share the image marked by the star; the "
+               "shading is the sign of the surrogate's det J")
+        if has_fold:
+            cap += "; the dashed line is the exact fold of the Euler map"
+        rep.add_figure(fig, cap)
+
+
+__all__ = ["run", "fold_curve"]

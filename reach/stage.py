@@ -1,0 +1,72 @@
+"""Pipeline stage ``reach``: reachable sets of the run's surrogate from a box of initial states.
+
+Keys of the ``[reach]`` table, with defaults: model (default: the run's model), lo / hi
+(default: the central 10 % of the model's training domain in every coordinate), steps = 5,
+method = "one-shot", engine = "crown", template = "box", window, partitions, refine = 0
+(seconds of greedy refinement), samples = 20000, seed = 0, projections = [[0, 1]],
+spec = [ {type = "box", lo = .., hi = ..}, ... ], out = "reach.nc".
+
+Writes reach.nc, adds a section (per-step table, figures, verdicts) to the run's report and
+puts the summary under ``ctx.summary["reach"]``.
+
+Example
+-------
+>>> # in a pipeline TOML:  [reach]  steps = 5  engine = "lp-highs"
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dynid.errors import ConfigError
+
+KEYS = {"model", "lo", "hi", "steps", "method", "engine", "template", "window", "partitions",
+        "refine", "samples", "seed", "projections", "spec", "out", "engine_opts", "plant",
+        "benchmark", "title"}
+
+
+def _default_box(net):
+    dom = net.meta.get("domain") if isinstance(net.meta, dict) else None
+    if not (isinstance(dom, dict) and "lo" in dom and "hi" in dom):
+        raise ConfigError("[reach] needs lo = [...] and hi = [...]: the model has no training "
+                          "domain to default to")
+    lo, hi = np.asarray(dom["lo"], float), np.asarray(dom["hi"], float)
+    mid, half = (lo + hi) / 2, 0.05 * (hi - lo)
+    return mid - half, mid + half
+
+
+def run(section: dict, ctx) -> None:
+    """Compute the reachable sets, write reach.nc and add the report section."""
+    from dynid.pipeline import check_keys
+    from reach.config import build_step_net, config_from_dict, run_config
+    from reach.report import add_reach_section
+    from reach.specs import spec_from_dict
+
+    check_keys(section, KEYS, "[reach]")
+    model = ctx.resolve(section["model"]) if "model" in section else ctx.artifacts.get("model")
+    if model is None and "benchmark" not in section:
+        raise ConfigError("[reach] needs a model: add a [train] stage or set model = PATH")
+    net, defaults = build_step_net(model, section.get("benchmark"), section.get("plant"),
+                                   ctx.base_dir)
+    cfg = dict(section)
+    if ("lo" not in cfg or "hi" not in cfg) and "benchmark" not in section:
+        defaults["lo"], defaults["hi"] = _default_box(net)
+    cfg.setdefault("steps", defaults.get("steps", 5))
+    cfg.setdefault("engine", "crown")
+    cfg.pop("out", None)
+    rc = config_from_dict(cfg, net, defaults, ctx.base_dir, source="pipeline [reach]",
+                          specs=[spec_from_dict(s) for s in section.get("spec", [])])
+    rc.out = ctx.run_dir / section.get("out", "reach.nc")
+    ctx.log(f"reachable sets over {rc.steps} steps from [{rc.lo.tolist()}, {rc.hi.tolist()}] "
+            f"({rc.options.get('method', 'one-shot')}, {rc.options['engine']})")
+    projections = rc.options.get("projections")
+    result = run_config(rc, progress=lambda msg: None)
+    summary = result.summary()
+    ctx.log(f"done in {summary['seconds']:.2f} s; final-step error ratio "
+            f"{summary.get('error', float('nan')):.4g}, sound: {summary.get('sound')}")
+    ctx.artifacts["reach"] = rc.out
+    ctx.summary["reach"] = {**summary, "file": rc.out.name}
+    n = result.dataset.sizes["state"]
+    proj = projections if projections is not None else ([(0, 1)] if n >= 2 else [])
+    add_reach_section(ctx.report, result.dataset, result.falsification, result.verdicts,
+                      [tuple(p) for p in proj], "Reachable sets of the surrogate")
