@@ -306,7 +306,10 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
                "history": _thin(history, 100)}
     net = model.to_relunet({**meta, "training": summary})
     if log:
-        log(f"trained {arch} {net.widths} in {seconds:.1f} s ({epoch} epochs, {stopped}): "
+        why = {"epochs": "all epochs run", "max_seconds": "time limit",
+               "early_stopping": "early stopping", "target_rmse": "target reached"}.get(stopped,
+                                                                                    stopped)
+        log(f"trained {arch} {net.widths} in {seconds:.1f} s ({epoch} epochs, {why}): "
             f"val one-step rmse {best['rmse']:.3g}")
     if interrupted and checkpoint is not None:
         from dynid.modelfile import save_model

@@ -16,6 +16,8 @@ Example
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from dynid.errors import ConfigError
@@ -46,6 +48,8 @@ def run(section: dict, ctx) -> None:
     model = ctx.resolve(section["model"]) if "model" in section else ctx.artifacts.get("model")
     if model is None and "benchmark" not in section:
         raise ConfigError("[reach] needs a model: add a [train] stage or set model = PATH")
+    if model is not None:   # artifacts are relative to the working directory, not the config
+        model = Path(model).absolute()
     net, defaults = build_step_net(model, section.get("benchmark"), section.get("plant"),
                                    ctx.base_dir)
     cfg = dict(section)

@@ -84,3 +84,32 @@ def test_stage_euler_brusselator(tmp_path):
     assert s["invertibility"]["status"] == "counterexample"
     assert (tmp_path / "certify_witnesses.png").stat().st_size > 1000
     assert json.loads((tmp_path / "certify.json").read_text())["verdict"].startswith("NOT")
+
+
+def test_invertibility_cells_cli(neg_abs_file, capsys):
+    """Per cell -|x| is injective; the cross pair of the two cells holds the witness."""
+    rc = main(["certify", "invertibility", str(neg_abs_file), "--cells", "2", "--json", "-"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["status"] == "counterexample" and abs(data["value"] - 2.0) < 1e-6
+    assert data["info"]["cells"] == 2 and data["info"]["pairs_solved"] == 3
+    assert main(["certify", "invertibility", str(neg_abs_file), "--cells", "1"]) == 2
+
+
+def test_stage_cell_pairs_certify_injective_net(tmp_path):
+    from dynid.pipeline import RunContext
+    from dynid.report import HtmlReport
+    from dynid.stages.certify import run
+    from tests.test_invertibility import iresnet
+
+    net = iresnet(2, 6, seed=1).with_meta(domain={"lo": [-1.0, -1.0], "hi": [1.0, 1.0]})
+    path = save_model(tmp_path / "model.h5", net)
+    ctx = RunContext(run_dir=tmp_path, config={}, artifacts={"model": path},
+                     report=HtmlReport("t"), logger=lambda m: None)
+    run({"cells": 2, "pairs": True, "grid": 10, "time_limit": 60}, ctx)
+    s = ctx.summary["certify"]
+    assert s["invertibility"]["status"] == "certified"
+    assert s["invertibility"]["info"]["pairs_total"] == 10 and "global_query" not in s
+    assert "cell pairs" in ctx.report.to_html()
+    with pytest.raises(Exception, match="pairs must be"):
+        run({"pairs": "yes"}, ctx)

@@ -188,6 +188,55 @@ def test_one_dimensional_against_exact(seed):
         assert abs(c.value - exact) < 1e-5 and c.bound >= exact - 1e-9
 
 
+# ---------------------------------------------------------------------- cell-pair verdicts
+def test_cells_neg_abs_cross_pair_witness():
+    """-|x| on [-1, 1] in two cells: each cell alone is injective, the cross pair holds the
+    witness (-1, 1) at distance 2."""
+    c = invertible_on(neg_abs(), [-1.0], [1.0], cells=2)
+    assert c.status.value == "counterexample" and abs(c.value - 2.0) < 1e-6
+    x, y = c.witness["x"], c.witness["y"]
+    assert abs(neg_abs().forward(x)[0] - neg_abs().forward(y)[0]) < 1e-9
+    assert c.info["pairs_solved"] == 3 and c.bound >= 2.0 - 1e-9
+
+
+def test_cells_certify_iresnet_and_screen_by_bounds():
+    net = iresnet(2, 6, seed=3)
+    c = invertible_on(net, -np.ones(2), np.ones(2), cells=3)
+    assert c.certified and c.bound <= 1e-4
+    # 45 pairs; the outputs of far-apart cells cannot meet, so their pairs need no solver
+    assert c.info["pairs_total"] == 45 and c.info["pairs_screened_by_bounds"] > 0
+    assert c.info["pairs_screened_by_bounds"] + c.info["pairs_solved"] == 45
+
+
+def test_y_box_separated_outputs_need_no_solver():
+    c = noninvertibility(linear(np.array([[2.0]])), [0.0], [1.0], y_box=([2.0], [3.0]))
+    assert c.certified and c.solver == "bounds" and c.bound == 0.0
+
+
+def test_y_box_finds_cross_witness_only_between_the_boxes():
+    """x -> -|x| with x in [-1, -0.5] and y in [0.25, 1]: pairs (-t, t) for t in [0.5, 1],
+    the largest distance 2 at t = 1."""
+    c = noninvertibility(neg_abs(), [-1.0], [-0.5], y_box=([0.25], [1.0]))
+    assert c.status.value == "counterexample" and abs(c.value - 2.0) < 1e-6
+    assert -1.0 <= c.witness["x"][0] <= -0.5 and 0.25 <= c.witness["y"][0] <= 1.0
+
+
+@settings(max_examples=5)
+@given(seed=st.integers(0, 10_000))
+def test_cells_one_dimensional_against_exact(seed):
+    rng = np.random.default_rng(seed)
+    net = random_relunet(rng, [1, 5, 1])
+    exact = _exact_1d(net)
+    c = invertible_on(net, [-1.0], [1.0], cells=3)
+    if exact <= 1e-4:
+        assert c.status.value == "certified"
+    else:   # stops at the first confirmed pair: a real witness, never more than the optimum
+        assert c.status.value == "counterexample" and c.bound >= exact - 1e-9
+        x, y = c.witness["x"], c.witness["y"]
+        assert 1e-4 < abs(x[0] - y[0]) <= exact + 1e-6
+        assert abs(net.forward(x)[0] - net.forward(y)[0]) <= 1e-6 * max(1.0, abs(net.forward(x)[0]))
+
+
 # ---------------------------------------------------------------------- solvers agree
 @pytest.mark.parametrize("norm", ["inf", "1"])
 def test_solvers_agree(norm):

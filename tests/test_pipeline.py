@@ -127,11 +127,17 @@ def test_registry_names_later_stages():
 def test_example_config_is_valid():
     from dynid.stages import data
 
+    from dynid.stages import certify, prune
+    from reach import stage as reach_stage
+
     cfg = load_config(REPO / "examples" / "brusselator.toml")
-    assert cfg["run"]["stages"] == ["simulate", "train", "evaluate"]
+    assert cfg["run"]["stages"] == ["simulate", "train", "evaluate", "certify", "prune", "reach"]
     check_keys(cfg["simulate"], data.SIMULATE_KEYS, "simulate")
     check_keys(cfg["train"], data.TRAIN_KEYS, "train")
     check_keys(cfg["evaluate"], data.EVALUATE_KEYS, "evaluate")
+    check_keys(cfg["certify"], certify.KEYS, "certify")
+    check_keys(cfg["prune"], prune.KEYS, "prune")
+    check_keys(cfg["reach"], reach_stage.KEYS, "reach")
     assert cfg["simulate"]["params"] == {"a": 1.0, "b": 3.0}
     assert (cfg["simulate"]["lo"], cfg["simulate"]["hi"]) == ([0.0, 0.0], [4.0, 5.0])
 
@@ -158,12 +164,26 @@ def test_html_report_escapes_and_saves_atomically(tmp_path):
 
 @pytest.mark.slow
 def test_demo_pipeline(tmp_path):
-    """The full `make demo` run (about 2 minutes)."""
+    """The full `make demo` run (about 4 minutes)."""
     ctx = run_pipeline(REPO / "examples" / "brusselator.toml", out_dir=tmp_path / "demo",
                        log=lambda m: None)
+    import numpy as np
+
+    from dynid.modelfile import load_model
+
     ev = ctx.summary["evaluate"]
     assert ev["one_step_rmse_test"] < 2e-2
     assert ev["rollout"]["nrmse"] < 0.2
+    # a flow map is injective: a certificate or an honest unknown, never a false witness
+    assert ctx.summary["certify"]["invertibility"]["status"] in ("certified", "unknown")
+    # every certified pruning deviation bounds the deviation seen on 20 000 random states
+    net = load_model(tmp_path / "demo" / "model.h5")
+    x = np.random.default_rng(0).uniform([0, 0], [4, 5], (20000, 2))
+    for lv in ctx.summary["prune"]["levels"]:
+        pruned = load_model(tmp_path / "demo" / lv["model"])
+        seen = np.abs(net.forward(x) - pruned.forward(x)).max()
+        assert seen <= lv["certified_deviation"] + 1e-9
+    assert ctx.summary["reach"]["sound"] is True
     assert tomllib.loads((REPO / "examples" / "brusselator.toml").read_text())
 
 

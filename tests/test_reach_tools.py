@@ -239,3 +239,16 @@ def test_refine_final_engine_on_small_cells():
     x = lo + (hi - lo) * np.random.default_rng(1).random((2000, 2))
     y = net.forward(x)
     assert np.all(y >= ds.box_lo.values[1] - 1e-12) and np.all(y <= ds.box_hi.values[1] + 1e-12)
+
+
+def test_double_integrator_example_config():
+    """examples/double_integrator.toml parses and names the shipped benchmark."""
+    from pathlib import Path
+
+    from reach.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "double_integrator.toml"
+    rc = load_config(path)
+    assert rc.steps == 5 and rc.options["engine"] == "lp-highs"
+    assert np.allclose(rc.lo, [2.5, -0.25]) and np.allclose(rc.hi, [3.0, 0.25])
+    assert rc.out.name == "reach.nc" and rc.out.parent.name == "double_integrator"

@@ -221,7 +221,8 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
                      time_limit: float | None = None, threads: int | None = None,
                      mip_gap: float = 1e-4, tol: float = 1e-4, bounds=None,
                      tighten: bool = True, log=None, ball=None, fixed_y=None,
-                     query: str = "noninvertibility", ball_norm=None) -> Certificate:
+                     query: str = "noninvertibility", ball_norm=None,
+                     y_box=None) -> Certificate:
     """Largest distance ||x - y||_p between two points of the box whose images are within
     ``delta`` (in the ``out_norm``).
 
@@ -240,6 +241,9 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
     tighten : run the LP tightening of the difference bounds before the MIP (ours only).
     ball : ``(center, radius)``: restrict both points to the p-ball (and the box).
     fixed_y : fix y to this point (the preimage query): max ||x - y|| with F(x) = F(y).
+    y_box : ``(lo_y, hi_y)``: y ranges over this box instead of [lo, hi] (x stays in [lo, hi]);
+        the cross-cell query of :func:`invertible_on` with ``cells``. Pairs whose sound output
+        bounds lie more than delta apart are certified without a solver.
 
     Returns
     -------
@@ -275,10 +279,24 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
         if np.any(lo > hi):
             raise ShapeError("the ball does not meet the box")
     naive = method == "naive"
+    if y_box is not None and (ball is not None or fixed_y is not None):
+        raise ConfigError("y_box cannot be combined with ball or fixed_y")
     info = {"method": method, "norm": norm_name(p), "out_norm": norm_name(q), "delta": delta,
             "tol": tol, "feasibility": FEASIBILITY_NOTE}
     bx = bounds if bounds is not None else copy_bounds(net, lo, hi, method)
     info["unstable_units"] = int(bx.n_unstable)
+    lo_y, hi_y, by = lo, hi, bx
+    if y_box is not None:
+        lo_y, hi_y = check_box(net, y_box[0], y_box[1], "y box")
+        by = copy_bounds(net, lo_y, hi_y, method)
+        info["y_box"] = {"lo": lo_y, "hi": hi_y}
+        # F(x) - F(y) is bounded away from [-delta, delta] in some output: no pair at all
+        sep = np.maximum(bx.lower[-1] - by.upper[-1], by.lower[-1] - bx.upper[-1])
+        if np.max(sep) > delta:
+            info["proof"] = ("sound output bounds of the two boxes are more than delta apart "
+                             f"(by {float(np.max(sep)):.3g})")
+            return Certificate(query, Status.CERTIFIED, 0.0, 0.0, 0.0, None, "bounds",
+                               time.perf_counter() - t0, {}, info)
     model = SparseModel()
     ex = encode_relunet(model, net, bx, method="bigm" if not naive else "naive")
     lp_bound = math.inf
@@ -297,10 +315,10 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
         symmetric = False
         y_idx = None
     else:
-        ey = encode_relunet(model, net, bx, method="bigm" if not naive else "naive")
+        ey = encode_relunet(model, net, by, method="bigm" if not naive else "naive")
         y_idx = ey.x
         if naive:
-            d_lo, d_hi = lo - hi, hi - lo
+            d_lo, d_hi = lo - hi_y, hi - lo_y
             d = model.add_vars(net.n_in, d_lo, d_hi, "C")
             eye = sp.identity(net.n_in)
             model.add_rows(np.concatenate([d, ex.x, ey.x]), sp.hstack([eye, -eye, eye]), 0.0, 0.0)
@@ -309,18 +327,19 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
             model.add_rows(np.concatenate([od, ex.out, ey.out]), sp.hstack([eo, -eo, eo]),
                            0.0, 0.0)
         else:
-            db = interval_diff_bounds(net, bx, bx, lo - hi, hi - lo)
+            db = interval_diff_bounds(net, bx, by, lo - hi_y, hi - lo_y)
             if tighten:
-                db = tighten_differences(net, bx, bx, db, -delta, delta, stop_at=_stop_at(tol, p, net.n_in),
+                db = tighten_differences(net, bx, by, db, -delta, delta,
+                                         stop_at=_stop_at(tol, p, net.n_in),
                                          time_limit=_tighten_budget(time_limit),
-                                         symmetric=(ball is None), log=log)
+                                         symmetric=(ball is None and y_box is None), log=log)
                 info["tighten_rounds"] = db.info.get("tighten_rounds", 0)
                 info["tighten_seconds"] = db.info.get("tighten_seconds", 0.0)
             d_lo, d_hi = db.d_lo, db.d_hi
             lp_bound = _norm_from_box(d_lo, d_hi, p)
-            d, dzs = add_copy_differences(model, net, (ex.x, ex.h), (ey.x, ey.h), bx, bx, db)
+            d, dzs = add_copy_differences(model, net, (ex.x, ex.h), (ey.x, ey.h), bx, by, db)
             od = dzs[-1]
-        symmetric = True
+        symmetric = y_box is None   # (x, y) <-> (y, x) maps the feasible set onto itself
         if ball is not None:
             _ball_rows(model, ex.x, center, radius, pb)
             _ball_rows(model, ey.x, center, radius, pb)
@@ -344,15 +363,20 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
         info["solver_message"] = res.message
     bound = min(to_dist(res.bound), lp_bound) if res.status != "error" else lp_bound
     if res.status == "infeasible":
-        bound = 0.0  # x = y is always feasible; infeasible only from tolerances: say so
-        info["note"] = "solver reported infeasible although x = y is feasible"
-        bound = lp_bound
+        if y_box is not None and np.any(np.maximum(lo, lo_y) > np.minimum(hi, hi_y)):
+            bound = 0.0   # disjoint boxes: no pair with equal outputs (the solver's proof)
+            info["proof"] = "the solver proved the coupled MIP infeasible"
+        else:
+            # x = y is feasible; infeasible only from tolerances: say so, keep the LP bound
+            info["note"] = "solver reported infeasible although x = y is feasible"
+            bound = lp_bound
     value, witness = 0.0, None
     if res.x is not None:
         xw = res.x[ex.x]
         yw = res.x[y_idx] if y_idx is not None else np.asarray(fixed_y, float)
-        if fixed_y is None:
-            ok, dist, mis, xw, yw = check_pair(net, xw, yw, p, q, delta, tol, lo, hi)
+        if fixed_y is None:   # polishing may move both points within the boxes' hull
+            ok, dist, mis, xw, yw = check_pair(net, xw, yw, p, q, delta, tol,
+                                               np.minimum(lo, lo_y), np.maximum(hi, hi_y))
         else:   # only x may be polished: y is the given point
             ok, dist, mis, yw, xw = check_pair(net, yw, xw, p, q, delta, tol, lo, hi,
                                                fixed_x=True)
@@ -369,7 +393,7 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
                                solver=solver, time_limit=time_limit, threads=threads,
                                mip_gap=mip_gap, tol=tol / math.sqrt(net.n_in), bounds=bounds,
                                tighten=tighten, log=log, ball=ball, fixed_y=fixed_y,
-                               query=query, ball_norm=pb)
+                               query=query, ball_norm=pb, y_box=y_box)
         if sub.certified:
             bound = min(bound, math.sqrt(net.n_in) * sub.bound)
             info["l2_bound_via_inf_norm"] = True
@@ -397,8 +421,17 @@ def norm_name(p: float) -> str:
     return "inf" if math.isinf(p) else str(int(p))
 
 
-def invertible_on(net: ReLUNet, lo, hi, **kw) -> Certificate:
+def invertible_on(net: ReLUNet, lo, hi, *, cells: int | None = None, progress=None,
+                  **kw) -> Certificate:
     """Global verdict on the box: certified (injective, up to ``tol``) or a witness pair.
+
+    ``cells = k`` splits the box into a k x ... x k grid and answers the same question pair of
+    cells by pair: F is injective on the box exactly when no cell pair (C_i, C_j), i <= j, holds
+    x in C_i, y in C_j with F(x) = F(y) and ||x - y|| > tol. Pairs whose sound output bounds are
+    apart need no solver, and each remaining MIP is smaller and better bounded than the global
+    one, which often turns a time-limited ``unknown`` into a certificate. ``time_limit`` is then
+    the budget of the whole grid (each pair gets what is left, shared over the pairs still to
+    do); the first confirmed witness ends the search. ``progress(msg)`` reports each pair.
 
     Example
     -------
@@ -408,9 +441,102 @@ def invertible_on(net: ReLUNet, lo, hi, **kw) -> Certificate:
     True
     """
     kw.setdefault("norm", "inf")
-    return noninvertibility(net, lo, hi, query="invertible_on", **kw)
+    if not cells or cells <= 1:
+        return noninvertibility(net, lo, hi, query="invertible_on", **kw)
+    return _invertible_by_cells(net, lo, hi, int(cells), progress, kw)
+
+
+def grid_boxes(lo, hi, k: int):
+    """The k^n cells of a uniform grid over [lo, hi], as (lo, hi) pairs."""
+    import itertools
+
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    edges = [np.linspace(lo[i], hi[i], k + 1) for i in range(lo.size)]
+    out = []
+    for idx in itertools.product(range(k), repeat=lo.size):
+        c_lo = np.array([edges[i][j] for i, j in enumerate(idx)])
+        c_hi = np.array([edges[i][j + 1] for i, j in enumerate(idx)])
+        c_lo[np.array(idx) == 0] = lo[np.array(idx) == 0]        # exact outer faces
+        c_hi[np.array(idx) == k - 1] = hi[np.array(idx) == k - 1]
+        out.append((c_lo, c_hi))
+    return out
+
+
+def _invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
+    from dynid.bounds import crown_bounds, interval_bounds
+
+    t0 = time.perf_counter()
+    lo, hi = check_box(net, lo, hi)
+    if k ** net.n_in > 4096:
+        raise ConfigError(f"cells = {k} makes {k ** net.n_in} cells in {net.n_in} dimensions; "
+                          "use fewer cells (at most 4096)")
+    p = parse_norm(kw.get("norm", "inf"))
+    delta = float(kw.get("delta", 0.0))
+    tol = float(kw.get("tol", 1e-4))
+    budget = kw.pop("time_limit", None)
+    boxes = grid_boxes(lo, hi, k)
+    # cheap screen first: pairs whose output boxes are apart need no solver
+    outb = []
+    for c_lo, c_hi in boxes:
+        b = crown_bounds(net, c_lo, c_hi).intersect(interval_bounds(net, c_lo, c_hi))
+        outb.append((b.lower[-1], b.upper[-1]))
+    pairs, screened = [], 0
+    for i in range(len(boxes)):
+        for j in range(i, len(boxes)):
+            sep = np.maximum(outb[i][0] - outb[j][1], outb[j][0] - outb[i][1])
+            if i != j and np.max(sep) > delta:
+                screened += 1
+            else:
+                pairs.append((i, j))
+    pairs.sort(key=lambda ij: (ij[0] != ij[1], ij))   # same-cell pairs first: they fold first
+    info = {"method": kw.get("method", "ours"), "norm": norm_name(p), "delta": delta,
+            "tol": tol, "cells": k, "n_cells": len(boxes), "pairs_total": len(boxes) * (len(boxes) + 1) // 2,
+            "pairs_screened_by_bounds": screened, "pairs_solved": 0, "pairs_unknown": 0,
+            "feasibility": FEASIBILITY_NOTE}
+    bound, solvers, size = 0.0, set(), {}
+    worst = None
+    for n_done, (i, j) in enumerate(pairs):
+        left = None
+        if budget is not None:
+            left = budget - (time.perf_counter() - t0)
+            if left <= 0.05:
+                info["pairs_unknown"] += len(pairs) - n_done
+                bound = max(bound, _norm_from_box(np.minimum(lo - hi, 0), hi - lo, p))
+                info["note"] = "time budget spent before every cell pair was solved"
+                break
+            left = max(left / max(1, min(3, len(pairs) - n_done)), 0.1)
+        c = noninvertibility(net, *boxes[i], query="invertible_on",
+                             y_box=None if i == j else boxes[j], time_limit=left, **kw)
+        info["pairs_solved"] += 1
+        solvers.add(c.solver)
+        size = {key: max(size.get(key, 0), v) for key, v in c.model_size.items()}
+        bound = max(bound, c.bound)
+        if progress:
+            progress(f"cells {i}, {j}: {c.status.value} (bound {c.bound:.3g}, {c.seconds:.1f} s)")
+        if c.status is Status.UNKNOWN:
+            info["pairs_unknown"] += 1
+        if c.witness is not None and (worst is None or c.value > worst.value):
+            worst = c
+        if c.status is Status.COUNTEREXAMPLE:
+            # a confirmed witness answers the question: stop; the bound stays the box's own
+            bound = max(bound, _norm_from_box(np.minimum(lo - hi, 0), hi - lo, p))
+            info["note"] = "stopped at the first cell pair with a confirmed witness"
+            break
+    value = worst.value if worst is not None else 0.0
+    witness = worst.witness if worst is not None else None
+    if bound <= tol and witness is None:
+        status = Status.CERTIFIED
+    elif witness is not None:
+        status = Status.COUNTEREXAMPLE
+    else:
+        status = Status.UNKNOWN
+    solver = "+".join(sorted(s for s in solvers if s)) or "bounds"
+    return Certificate("invertible_on", status, value, max(bound, value),
+                       max(0.0, bound - value), witness, solver, time.perf_counter() - t0,
+                       size, info)
 
 
 from dynid.certify.radius import certified_radius  # noqa: E402  (re-export)
 
-__all__ = ["noninvertibility", "invertible_on", "certified_radius", "check_pair", "pnorm"]
+__all__ = ["noninvertibility", "invertible_on", "certified_radius", "check_pair", "pnorm",
+           "grid_boxes"]

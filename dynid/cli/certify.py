@@ -8,7 +8,7 @@ import numpy as np
 
 from dynid.cli.common import add_box_options, add_json_option, add_norm_option, add_solver_options
 from dynid.cli.common import write_json
-from dynid.errors import ShapeError
+from dynid.errors import ConfigError, ShapeError
 
 
 def register(subparsers) -> None:
@@ -34,6 +34,11 @@ def register(subparsers) -> None:
                      help="distance at or below which two points count as one (default 1e-4)")
     inv.add_argument("--formulation", choices=["ours", "naive"], default="ours",
                      help="MIP formulation (naive = the paper code's baseline)")
+    inv.add_argument("--cells", type=int, default=0, metavar="K",
+                     help="split the box into a K x ... x K grid and solve one small MIP per "
+                          "pair of cells (pairs whose outputs cannot meet are skipped); often "
+                          "certifies where the single MIP times out. --time-limit is then the "
+                          "budget of all pairs (default 0: one MIP over the whole box)")
     add_solver_options(inv)
     add_json_option(inv)
     inv.set_defaults(func=_invertibility)
@@ -75,14 +80,16 @@ def _progress(args):
 
 
 def _invertibility(args) -> int:
-    from dynid.certify import noninvertibility
+    from dynid.certify import invertible_on
     from dynid.modelfile import load_model
 
     net = load_model(args.model)
     lo, hi = _box(net, args)
-    cert = noninvertibility(net, lo, hi, args.norm, args.delta, method=args.formulation,
-                            solver=args.solver, time_limit=args.time_limit,
-                            threads=args.threads, tol=args.tol)
+    if args.cells < 0 or args.cells == 1:
+        raise ConfigError(f"--cells must be 0 (one MIP) or >= 2, got {args.cells}")
+    cert = invertible_on(net, lo, hi, norm=args.norm, delta=args.delta, method=args.formulation,
+                         solver=args.solver, time_limit=args.time_limit, threads=args.threads,
+                         tol=args.tol, cells=args.cells or None, progress=_progress(args))
     out = sys.stderr if args.json == "-" else sys.stdout
     print(cert.summary(), file=out)
     if cert.witness is not None:

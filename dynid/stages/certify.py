@@ -4,7 +4,10 @@ Keys of the ``[certify]`` table, with defaults: model (default: the run's model)
 (default: the model's training domain), norm = "inf", delta = 0.0, tol = 1e-4,
 solver = "auto", time_limit = 300 (seconds per MIP), cells = 2 (also search each of the
 cells x cells sub-boxes of the domain for a witness pair, to show *where* F folds; 0 = only
-the global query), grid = 80 (resolution of the det J heat map), out = "certify.json".
+the global query), pairs = "auto" (the cell-pair verdict of
+:func:`dynid.certify.invertible_on` with ``cells``: "auto" runs it when the global query ends
+unknown, true runs only it, false never), grid = 80 (resolution of the det J heat map),
+out = "certify.json".
 
 Writes certify.json and certify_witnesses.png; adds a report section; puts the results under
 ``ctx.summary["certify"]``. For a forward-Euler Brusselator surrogate the analytic fold curve
@@ -26,11 +29,11 @@ from dynid.errors import ConfigError
 from dynid.results import jsonable
 
 KEYS = {"model", "lo", "hi", "norm", "delta", "tol", "solver", "time_limit", "cells", "grid",
-        "out"}
+        "out", "pairs"}
 
 
 def run(section: dict, ctx) -> None:
-    from dynid.certify import noninvertibility
+    from dynid.certify import invertible_on, noninvertibility
     from dynid.modelfile import load_model
     from dynid.pipeline import check_keys
 
@@ -43,13 +46,25 @@ def run(section: dict, ctx) -> None:
     opts = dict(norm=section.get("norm", "inf"), delta=float(section.get("delta", 0.0)),
                 tol=float(section.get("tol", 1e-4)), solver=section.get("solver", "auto"),
                 time_limit=float(section.get("time_limit", 300.0)))
-    ctx.log(f"invertibility of the surrogate on [{lo.tolist()}, {hi.tolist()}] "
-            f"({opts['norm']}-norm)")
-    cert = noninvertibility(net, lo, hi, log=None, **opts)
-    ctx.log(cert.summary())
     cells = int(section.get("cells", 2))
     if cells < 0:
         raise ConfigError(f"[certify] cells must be >= 0, got {cells}")
+    pairs = section.get("pairs", "auto")
+    if pairs not in ("auto", True, False):
+        raise ConfigError(f"[certify] pairs must be \"auto\", true or false, got {pairs!r}")
+    ctx.log(f"invertibility of the surrogate on [{lo.tolist()}, {hi.tolist()}] "
+            f"({opts['norm']}-norm)")
+    global_cert = None
+    if pairs is not True or cells < 2:
+        cert = global_cert = noninvertibility(net, lo, hi, log=None, **opts)
+        ctx.log(cert.summary())
+    if cells >= 2 and (pairs is True or (pairs == "auto" and not cert.certified
+                                         and cert.status.value != "counterexample")):
+        ctx.log(f"cell-pair verdict on a {cells} x {cells} grid")
+        pc = invertible_on(net, lo, hi, cells=cells, progress=lambda m: ctx.log(m), **opts)
+        ctx.log(pc.summary())
+        if global_cert is None or pc.status.value != "unknown":
+            cert = pc
     cell_certs = []
     if cells > 0 and net.n_in >= 2 and not cert.certified:
         edges = [np.linspace(lo[k], hi[k], cells + 1) for k in range(2)]
@@ -63,6 +78,8 @@ def run(section: dict, ctx) -> None:
                 ctx.log(f"cell {i},{j}: {c.status.value} value={c.value:.4g}")
     result = {"domain": {"lo": lo, "hi": hi}, "invertibility": cert.to_dict(),
               "cells": cell_certs, "verdict": _verdict(cert)}
+    if global_cert is not None and global_cert is not cert:
+        result["global_query"] = global_cert.to_dict()
     fold = _euler_brusselator_fold(net)
     files = {}
     if net.n_in >= 2:
@@ -137,9 +154,25 @@ def _figure(net, lo, hi, cert, cells, fold, grid):
             p[0], p[1] = xv, yv
             jac = net.jacobian(p)
             det[i, j] = np.linalg.det(jac[:2, :2])
-    ax.imshow(np.sign(det), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]),
-              aspect="auto", cmap="coolwarm", alpha=0.35, vmin=-1, vmax=1)
-    ax.plot([], [], "s", color="tab:blue", alpha=0.5, label="surrogate det J < 0")
+    # det J of the surrogate, coloured around 0 (red: orientation reversed, past a fold)
+    from matplotlib.colors import TwoSlopeNorm
+
+    span = float(np.max(np.abs(det))) or 1.0
+    im = ax.imshow(det, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), aspect="auto",
+                   cmap="coolwarm_r", alpha=0.55,
+                   norm=TwoSlopeNorm(0.0, vmin=min(float(det.min()), -1e-3 * span),
+                                     vmax=max(float(det.max()), 1e-3 * span)))
+    fig.colorbar(im, ax=ax, label="det J of the surrogate")
+    if np.any(det < 0) and np.any(det > 0):
+        ax.contour(gx, gy, det, levels=[0.0], colors="tab:blue", linewidths=1.0)
+        ax.plot([], [], "-", color="tab:blue", label="surrogate det J = 0")
+    k = cert.info.get("cells") if isinstance(cert.info, dict) else None
+    if k:   # the grid of the cell-pair verdict
+        for v in np.linspace(lo[0], hi[0], k + 1)[1:-1]:
+            ax.axvline(v, color="0.3", lw=0.8, ls=":")
+        for v in np.linspace(lo[1], hi[1], k + 1)[1:-1]:
+            ax.axhline(v, color="0.3", lw=0.8, ls=":")
+        ax.plot([], [], ":", color="0.3", label=f"cells of the {k} x {k} pair verdict")
     if fold is not None:
         tau, _a, b = fold
         xs = np.linspace(max(lo[0], 1e-6), hi[0], 400)
@@ -164,8 +197,12 @@ def _figure(net, lo, hi, cert, cells, fold, grid):
     names = net.meta.get("state_names") or ["x0", "x1"]
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1] if len(names) > 1 else "x1")
-    ax.set_title(f"invertibility: {cert.status.value}")
-    ax.legend(loc="best", fontsize=8)
+    title = {"certified": "certified injective on the domain",
+             "counterexample": "NOT injective: witness pairs",
+             "unknown": "invertibility unknown (limit reached)"}[cert.status.value]
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
     return fig
 
 
@@ -173,7 +210,12 @@ def _report(ctx, cert, cells, fig, has_fold) -> None:
     rep = ctx.report
     rep.add_heading("Invertibility certificate")
     rep.add_text(_verdict(cert) + f". {cert.summary()}")
-    rows = [{"box": "domain", "status": cert.status.value, "value": cert.value,
+    label = "domain"
+    if "cells" in cert.info:
+        i = cert.info
+        label = (f"domain, {i['cells']} x {i['cells']} cell pairs ({i['pairs_screened_by_bounds']} "
+                 f"of {i['pairs_total']} settled by bounds, {i['pairs_solved']} by MIP)")
+    rows = [{"box": label, "status": cert.status.value, "value": cert.value,
              "bound": cert.bound, "seconds": round(cert.seconds, 3), "solver": cert.solver}]
     for c in cells:
         rows.append({"box": f"{np.round(c['lo'], 3).tolist()}..{np.round(c['hi'], 3).tolist()}",
