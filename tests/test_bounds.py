@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynid.bounds import crown_bounds, crown_output, interval_bounds
+from dynid.bounds import (crown_bounds, crown_bounds_many, crown_output, crown_output_many,
+                          interval_bounds)
 from dynid.errors import ShapeError
 from dynid.relunet import ReLUNet, linear
 from tests.conftest import random_relunet
@@ -40,6 +41,34 @@ def test_bounds_contain_sampled_preactivations(seed, depth, n_in, width, id_frac
     lo_c, hi_c = crown_output(net, lo, hi, C)
     vals = net.forward(xs) @ C.T
     assert np.all(vals >= lo_c) and np.all(vals <= hi_c)
+
+
+@given(seed=st.integers(0, 10_000), n_boxes=st.integers(1, 5))
+def test_batched_crown_equals_one_box_at_a_time_and_is_sound(seed, n_boxes):
+    """The batched pass over B boxes gives, box by box, the bounds of separate calls (the
+    reference), and each contains the sampled values of its own box."""
+    rng = np.random.default_rng(seed)
+    net = random_relunet(rng, [2, 6, 5, 3], identity_frac=0.3)
+    relu_out = ReLUNet(net.weights, net.biases, [*net.relu[:-1], np.array([True, False, True])])
+    LO = rng.uniform(-2, 1, (n_boxes, 2))
+    HI = LO + rng.uniform(0.01, 1.5, (n_boxes, 2))
+    C = rng.normal(size=(4, 3))
+    for f in (net, relu_out):
+        many = crown_bounds_many(f, LO, HI)
+        o_lo, o_hi = crown_output_many(f, LO, HI, C)
+        for i in range(n_boxes):
+            one = crown_bounds(f, LO[i], HI[i])
+            for k in range(f.n_layers):
+                assert np.allclose(many[i].lower[k], one.lower[k], rtol=1e-12, atol=1e-12)
+                assert np.allclose(many[i].upper[k], one.upper[k], rtol=1e-12, atol=1e-12)
+            l1, u1 = crown_output(f, LO[i], HI[i], C)
+            assert np.allclose(o_lo[i], l1, rtol=1e-12, atol=1e-12)
+            assert np.allclose(o_hi[i], u1, rtol=1e-12, atol=1e-12)
+            xs = _sample_box(rng, LO[i], HI[i], 500)
+            v = f.forward(xs) @ C.T
+            assert np.all(v >= o_lo[i]) and np.all(v <= o_hi[i])
+    with pytest.raises(ShapeError):
+        crown_bounds_many(net, LO, HI[:, :1])
 
 
 def test_affine_network_bounds_are_exact():

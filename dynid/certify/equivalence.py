@@ -382,6 +382,8 @@ def _directions(n: int, p: float) -> np.ndarray:
 
 
 MAX_DEPTH = 60
+# open cells split per round; their children share one batched CROWN pass
+EXPAND_BATCH = 16
 
 
 def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_gap):
@@ -390,7 +392,7 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
     small exact MILPs. The bound is the largest bound of any open or closed cell."""
     import heapq
 
-    from dynid.bounds import crown_bounds, crown_output
+    from dynid.bounds import crown_bounds_many, crown_output_many
     from dynid.certify.encode import encode_relunet
     from dynid.milp import SparseModel, solve
 
@@ -401,34 +403,58 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
              "binaries_total": 0}
     solvers, status = set(), "optimal"
 
-    def bound_cell(cl, ch):
-        stats["cells"] += 1
-        b = crown_bounds(dnet, cl, ch)
-        _, up = crown_output(dnet, cl, ch, C, bounds=b)
-        return up, b
+    def bound_cells(boxes):
+        """CROWN over several cells in one batched pass: [(upper bounds per direction, b)]."""
+        stats["cells"] += len(boxes)
+        LO, HI = np.array([c[0] for c in boxes]), np.array([c[1] for c in boxes])
+        bs = crown_bounds_many(dnet, LO, HI)
+        _, up = crown_output_many(dnet, LO, HI, C, bounds=bs)
+        return list(zip(up, bs))
 
     def tol():
         return mip_gap * abs(best_val) + ABS_TOL
 
-    ups, b = bound_cell(lo, hi)
+    ups, b = bound_cells([(lo, hi)])[0]
     heap = [(-float(ups.max()), 0, lo, hi, ups, b, False, 0)]
     count = 1
-    while heap:
+    done = False
+    while heap and not done:
         if deadline is not None and time.perf_counter() > deadline:
             status = "time_limit"
             break
-        entry = heapq.heappop(heap)
-        negub, _, cl, ch, ups, b, closed, depth = entry
-        if closed or -negub <= best_val + tol():
-            heapq.heappush(heap, entry)
+        # take up to EXPAND_BATCH open cells, best first; their children are bounded together
+        batch = []
+        while heap and len(batch) < EXPAND_BATCH:
+            entry = heapq.heappop(heap)
+            if entry[6] or -entry[0] <= best_val + tol():
+                heapq.heappush(heap, entry)    # closed or dominated: nothing better is open
+                break
+            batch.append(entry)
+        if not batch:
             break
-        xc = (cl + ch) / 2
-        v = float(deviation(f1, f2, xc, p))
-        if v > best_val:
-            best_x, best_val = xc, v
-        rel = (ch - cl) / width
-        small = b.n_unstable <= LEAF_UNSTABLE or (depth == 0 and b.n_unstable <= ROOT_MIP)
-        if small or depth >= MAX_DEPTH or rel.max() < 1e-9:
+        kids, parents = [], []
+        for n_done, entry in enumerate(batch):
+            negub, _, cl, ch, ups, b, closed, depth = entry
+            if status != "optimal" or (deadline is not None and time.perf_counter() > deadline):
+                for e in batch[n_done:]:       # unprocessed cells go back untouched
+                    heapq.heappush(heap, e)
+                if status == "optimal":
+                    status = "time_limit"
+                done = True
+                break
+            xc = (cl + ch) / 2
+            v = float(deviation(f1, f2, xc, p))
+            if v > best_val:
+                best_x, best_val = xc, v
+            rel = (ch - cl) / width
+            small = b.n_unstable <= LEAF_UNSTABLE or (depth == 0 and b.n_unstable <= ROOT_MIP)
+            if not (small or depth >= MAX_DEPTH or rel.max() < 1e-9):
+                k = int(np.argmax(rel))
+                mid = (cl[k] + ch[k]) / 2
+                kids += [(cl, np.where(np.arange(cl.size) == k, mid, ch)),
+                         (np.where(np.arange(cl.size) == k, mid, cl), ch)]
+                parents += [entry, entry]
+                continue
             leaf = 0.0
             for r in np.flatnonzero(ups > best_val + tol()):
                 m = SparseModel("equivalence-cell")
@@ -462,17 +488,11 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
             leaf = max(leaf, float(rest.max()) if rest.size else 0.0)
             heapq.heappush(heap, (-min(leaf, -negub), count, cl, ch, ups, b, True, depth))
             count += 1
-            if status != "optimal":
-                break
-            continue
-        k = int(np.argmax(rel))
-        mid = (cl[k] + ch[k]) / 2
-        for a, z in ((cl, np.where(np.arange(cl.size) == k, mid, ch)),
-                     (np.where(np.arange(cl.size) == k, mid, cl), ch)):
-            cu, cb = bound_cell(a, z)
-            heapq.heappush(heap, (-min(float(cu.max()), -negub), count, a, z, cu, cb, False,
-                                  depth + 1))
-            count += 1
+        if kids:
+            for (a, z), (cu, cb), par in zip(kids, bound_cells(kids), parents):
+                heapq.heappush(heap, (-min(float(cu.max()), -par[0]), count, a, z, cu, cb,
+                                      False, par[7] + 1))
+                count += 1
     bound = max(best_val, max((-e[0] for e in heap), default=best_val))
     info["split"] = dict(stats)
     size = {"variables": stats["variables"], "binaries": stats["binaries"],

@@ -463,7 +463,7 @@ def grid_boxes(lo, hi, k: int):
 
 
 def _invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
-    from dynid.bounds import crown_bounds, interval_bounds
+    from dynid.bounds import crown_bounds_many
 
     t0 = time.perf_counter()
     lo, hi = check_box(net, lo, hi)
@@ -476,10 +476,8 @@ def _invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
     budget = kw.pop("time_limit", None)
     boxes = grid_boxes(lo, hi, k)
     # cheap screen first: pairs whose output boxes are apart need no solver
-    outb = []
-    for c_lo, c_hi in boxes:
-        b = crown_bounds(net, c_lo, c_hi).intersect(interval_bounds(net, c_lo, c_hi))
-        outb.append((b.lower[-1], b.upper[-1]))
+    cb = crown_bounds_many(net, np.array([c[0] for c in boxes]), np.array([c[1] for c in boxes]))
+    outb = [(b.lower[-1], b.upper[-1]) for b in cb]     # CROWN, already intersected with IBP
     pairs, screened = [], 0
     for i in range(len(boxes)):
         for j in range(i, len(boxes)):
