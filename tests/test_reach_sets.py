@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynid.relunet import ReLUNet, linear
+from dynid.relunet import linear
 from reach.engines import bound, list_engines
 from reach.reachability import load_reach, reach, save_reach
 from tests.conftest import random_relunet

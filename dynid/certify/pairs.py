@@ -19,7 +19,6 @@ each copy, 2n coordinate/sign binaries with M = 2 * (largest box width), no diff
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +26,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynid.bounds import Bounds, crown_bounds, interval_bounds
-from dynid.certify.encode import encode_relunet
 from dynid.certify.lp import RowLP
 from dynid.relunet import ReLUNet
 

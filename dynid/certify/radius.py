@@ -28,7 +28,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynid.certify.encode import encode_relunet, solve_tight
-from dynid.milp import solve
 from dynid.errors import ConfigError, ShapeError, parse_norm
 from dynid.relunet import ReLUNet
 from dynid.results import Certificate, Status
