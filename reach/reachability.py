@@ -182,12 +182,13 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
     HI = np.atleast_2d(np.asarray(HI, dtype=np.float64))
     opts = dict(engine_opts or {})
     unrolled = unrolled or _Unrolled(step_net)
-    batched = (engine == "crown" and not (set(opts) - {"intermediate"})
+    batched = (engine == "crown" and not (set(opts) - {"intermediate", "device"})
                and opts.get("intermediate", "crown") == "crown" and not step_net.relu[-1].any())
     if not batched or LO.shape[0] == 1:
         return [reach_cell(step_net, a, b, steps, D=D, window=window, engine=engine,
                            unrolled=unrolled, engine_opts=engine_opts) for a, b in zip(LO, HI)]
     n, B, m = step_net.n_in, LO.shape[0], D.shape[0]
+    dev = opts.get("device", "cpu")
     lower = np.full((B, steps, m), np.nan)
     upper = np.full((B, steps, m), np.nan)
     secs = np.zeros((B, steps))
@@ -197,8 +198,9 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
         j = k - anchor
         net_j = unrolled(j)
         if full is None:
-            full = crown_bounds_many(unrolled(min(window, steps - anchor)), a_lo, a_hi)
-        low, up = crown_output_many(net_j, a_lo, a_hi, D,
+            full = crown_bounds_many(unrolled(min(window, steps - anchor)), a_lo, a_hi,
+                                     device=dev)
+        low, up = crown_output_many(net_j, a_lo, a_hi, D, device=dev,
                                     bounds=[_prefix_bounds(f, net_j) for f in full])
         up = np.maximum(up, low)
         lower[:, k - 1], upper[:, k - 1] = low, up

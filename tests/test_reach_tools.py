@@ -201,6 +201,14 @@ def test_cli_reach(tmp_path, capsys):
     save_model(tmp_path / "ctrl.h5", linear([[1.0, 0.0]]))
     assert main(["reach", str(tmp_path / "ctrl.h5"), "--lo", "0", "0", "--hi", "1", "1",
                  "--steps", "2"]) == 2
+    # --device cpu gives the same boxes; an unknown device is bad input
+    out_cpu = tmp_path / "cpu.json"
+    assert main(["reach", str(tmp_path / "step.h5"), "--lo", "1", "-1", "--hi", "2", "0.5",
+                 "--steps", "2", "--engine", "crown", "--samples", "300", "--device", "cpu",
+                 "--partitions", "2", "--json", str(out_cpu)]) == 0
+    assert np.allclose(json.loads(out_cpu.read_text())["final_box"]["lo"], lo2, atol=1e-6)
+    assert main(["reach", str(tmp_path / "step.h5"), "--lo", "1", "-1", "--hi", "2", "0.5",
+                 "--steps", "2", "--device", "tpu"]) == 2
 
 
 def test_pipeline_stage(tmp_path):

@@ -39,6 +39,8 @@ def register(subparsers) -> None:
                    help="seconds of greedy refinement of the partition (default: 0, off)")
     p.add_argument("--samples", type=int, default=None,
                    help="simulated trajectories for the inner boxes (default: 20000)")
+    p.add_argument("--device", default=None, metavar="cpu|cuda",
+                   help="torch device of the crown and lp-splitting engines (default cpu)")
     p.add_argument("--out", default=None, help="write the reachable sets to this netCDF file")
     p.add_argument("--report", default=None, help="write a self-contained HTML report")
     add_json_option(p)
@@ -83,6 +85,17 @@ def handle(args) -> int:
         cfg.options["partitions"] = (args.partitions[0] if len(args.partitions) == 1
                                      else list(args.partitions))
     cfg.options.setdefault("engine", "crown")
+    if args.device is not None:
+        if args.device != "cpu" and not args.device.startswith("cuda"):
+            raise ConfigError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+        if args.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"--device {args.device}: torch sees no CUDA device here; "
+                                  "use --device cpu")
+        cfg.options["engine_opts"] = {**(cfg.options.get("engine_opts") or {}),
+                                      "device": args.device}
     if args.out is not None:
         cfg.out = Path(args.out)
     if args.report is not None:
