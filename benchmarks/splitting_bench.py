@@ -63,7 +63,7 @@ class PeakRSS:
 
 def row(width, stage, method, sec, bounds, sound, gap=None, peak=None, **extra):
     return {"width": width, "stage": stage, "method": method, "device": "cpu",
-            "seconds": sec, "bounds": [float(v) for v in bounds], "sound": bool(sound),
+            "seconds": sec, "bounds": [float(v) for v in bounds], "sound": None if sound is None else bool(sound),
             "gap": gap, "peak_mb": peak, **extra}
 
 
