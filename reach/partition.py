@@ -15,43 +15,12 @@ Example
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
 
-from dynid.errors import ConfigError
+from dynid.bounds.core import grid_cells
 from dynid.relunet import ReLUNet, check_box
-
-
-def grid_cells(lo, hi, partitions=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Uniform grid of [lo, hi]: ``partitions`` = None (one cell), an int p (p cells per
-    coordinate) or a sequence of counts per coordinate. Neighbouring cells share faces, so
-    the cells cover the box exactly."""
-    lo = np.asarray(lo, float)
-    hi = np.asarray(hi, float)
-    n = lo.size
-    if partitions is None:
-        counts = [1] * n
-    elif np.isscalar(partitions):
-        counts = [int(partitions)] * n
-    else:
-        counts = [int(p) for p in partitions]
-    if len(counts) != n or min(counts) < 1:
-        raise ConfigError(f"partitions must be a count >= 1 or {n} counts >= 1, got "
-                          f"{partitions!r}")
-    if int(np.prod(counts)) > 100_000:
-        raise ConfigError(f"{int(np.prod(counts))} cells is too many: use fewer partitions or "
-                          "reach.partition.refine")
-    edges = [np.linspace(lo[i], hi[i], counts[i] + 1) for i in range(n)]
-    for i in range(n):  # exact end points, whatever linspace rounded
-        edges[i][0], edges[i][-1] = lo[i], hi[i]
-    cells = []
-    for idx in itertools.product(*[range(c) for c in counts]):
-        c_lo = np.array([edges[i][j] for i, j in enumerate(idx)])
-        c_hi = np.array([edges[i][j + 1] for i, j in enumerate(idx)])
-        cells.append((c_lo, c_hi))
-    return cells
 
 
 def bisect(lo, hi, dim: int):

@@ -8,9 +8,9 @@
 Every bound is padded outward so that it stays valid under float64 rounding.
 """
 
-from dynid.bounds.core import Bounds, pad_interval
+from dynid.bounds.core import Bounds, grid_cells, pad_interval
 from dynid.bounds.crown import crown_bounds, crown_bounds_many, crown_output, crown_output_many
 from dynid.bounds.ibp import interval_bounds
 
 __all__ = ["Bounds", "pad_interval", "interval_bounds", "crown_bounds", "crown_output",
-           "crown_bounds_many", "crown_output_many"]
+           "crown_bounds_many", "crown_output_many", "grid_cells"]

@@ -19,26 +19,10 @@ from dynid.relunet import check_box
 from dynid.results import Certificate, Status
 
 
-def grid_boxes(lo, hi, k: int):
-    """The k^n cells of a uniform grid over [lo, hi], as (lo, hi) pairs."""
-    import itertools
-
-    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    edges = [np.linspace(lo[i], hi[i], k + 1) for i in range(lo.size)]
-    out = []
-    for idx in itertools.product(range(k), repeat=lo.size):
-        c_lo = np.array([edges[i][j] for i, j in enumerate(idx)])
-        c_hi = np.array([edges[i][j + 1] for i, j in enumerate(idx)])
-        c_lo[np.array(idx) == 0] = lo[np.array(idx) == 0]        # exact outer faces
-        c_hi[np.array(idx) == k - 1] = hi[np.array(idx) == k - 1]
-        out.append((c_lo, c_hi))
-    return out
-
-
 def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
     """The cell-pair verdict of :func:`invertible_on` with ``cells = k`` (``kw``: its other
     keyword arguments, passed to each pair's :func:`noninvertibility`)."""
-    from dynid.bounds import crown_bounds_many
+    from dynid.bounds import crown_bounds_many, grid_cells
 
     t0 = time.perf_counter()
     lo, hi = check_box(net, lo, hi)
@@ -49,7 +33,7 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
     delta = float(kw.get("delta", 0.0))
     tol = float(kw.get("tol", 1e-4))
     budget = kw.pop("time_limit", None)
-    boxes = grid_boxes(lo, hi, k)
+    boxes = grid_cells(lo, hi, k)
     # cheap screen first: pairs whose output boxes are apart need no solver
     cb = crown_bounds_many(net, np.array([c[0] for c in boxes]), np.array([c[1] for c in boxes]))
     outb = [(b.lower[-1], b.upper[-1]) for b in cb]     # CROWN, already intersected with IBP
@@ -63,9 +47,11 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
                 pairs.append((i, j))
     pairs.sort(key=lambda ij: (ij[0] != ij[1], ij))   # same-cell pairs first: they fold first
     info = {"method": kw.get("method", "ours"), "norm": norm_name(p), "delta": delta,
-            "tol": tol, "cells": k, "n_cells": len(boxes), "pairs_total": len(boxes) * (len(boxes) + 1) // 2,
+            "tol": tol, "cells": k, "n_cells": len(boxes),
+            "pairs_total": len(boxes) * (len(boxes) + 1) // 2,
             "pairs_screened_by_bounds": screened, "pairs_solved": 0, "pairs_unknown": 0,
             "feasibility": FEASIBILITY_NOTE}
+    box_bound = _norm_from_box(lo - hi, hi - lo, p)    # the trivial bound: the box's diameter
     bound, solvers, size = 0.0, set(), {}
     worst = None
     for n_done, (i, j) in enumerate(pairs):
@@ -74,7 +60,7 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
             left = budget - (time.perf_counter() - t0)
             if left <= 0.05:
                 info["pairs_unknown"] += len(pairs) - n_done
-                bound = max(bound, _norm_from_box(np.minimum(lo - hi, 0), hi - lo, p))
+                bound = max(bound, box_bound)
                 info["note"] = "time budget spent before every cell pair was solved"
                 break
             left = max(left / max(1, min(3, len(pairs) - n_done)), 0.1)
@@ -92,7 +78,7 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
             worst = c
         if c.status is Status.COUNTEREXAMPLE:
             # a confirmed witness answers the question: stop; the bound stays the box's own
-            bound = max(bound, _norm_from_box(np.minimum(lo - hi, 0), hi - lo, p))
+            bound = max(bound, box_bound)
             info["note"] = "stopped at the first cell pair with a confirmed witness"
             break
     value = worst.value if worst is not None else 0.0
@@ -109,4 +95,4 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
                        size, info)
 
 
-__all__ = ["grid_boxes", "invertible_by_cells"]
+__all__ = ["invertible_by_cells"]
