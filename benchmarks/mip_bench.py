@@ -50,11 +50,11 @@ def iresnet(d: int, h: int, seed: int) -> ReLUNet:
                    [np.r_[np.zeros(d), b1], b2], [relu0, np.zeros(d, bool)])
 
 
-def brusselator_surrogate():
-    """runs/brusselator/model.h5 when the demo pipeline has made one, else a quick fit of the
-    forward-Euler Brusselator (tau 0.15, a 1, b 2) on [2, 4] x [0, 2] (where it folds)."""
-    path = Path(__file__).resolve().parents[1] / "runs" / "brusselator" / "model.h5"
-    if path.exists():
+def brusselator_surrogate(path=None):
+    """The model file at `path` when given, else a fixed least-squares fit of the forward-Euler
+    Brusselator (tau 0.15, a 1, b 2) on [2, 4] x [0, 2], where it folds.  The default does not
+    depend on what else is on disk (e.g. a demo run), so the numbers are reproducible."""
+    if path is not None:
         from dynid.modelfile import load_model
 
         return load_model(path), str(path)
@@ -154,6 +154,9 @@ def main(argv=None) -> int:
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds per MIP")
     ap.add_argument("--solver", default="auto")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model file for the radius rows (default: a fixed least-squares "
+                         "Brusselator surrogate that folds)")
     args = ap.parse_args(argv)
     if args.quick:
         cells, radii, seeds, tl = [(4, 10), (6, 10)], [5, 15], [0], min(args.time_limit, 30)
@@ -170,7 +173,7 @@ def main(argv=None) -> int:
     noninvertibility(iresnet(2, 4, 0), -np.ones(2), np.ones(2), method="ours")
     noninvertibility(iresnet(2, 4, 0), -np.ones(2), np.ones(2), method="naive")
     t0 = time.perf_counter()
-    net, source = brusselator_surrogate()
+    net, source = brusselator_surrogate(args.model)
     extra["brusselator_model"] = source
     pts = [np.array([3.0, 0.6]), np.array([2.5, 1.5]), np.array([3.6, 0.4])]
     if args.quick:
