@@ -191,7 +191,7 @@ def lp_splitting_engine(net, lo, hi, C, **opts):
     m = C.shape[0]
     kw = {k: opts[k] for k in ("device", "dtype") if k in opts}
     solver = SplittingSolver(net, lo, hi, b, **kw)
-    skw = {k: opts[k] for k in ("max_iter", "tol") if k in opts}
+    skw = {k: opts[k] for k in ("max_iter", "tol", "polish_steps", "polish_lr") if k in opts}
     res = solver.solve(np.vstack([C, -C]), sense="max", **skw)
     vals = np.asarray(res.bound, dtype=np.float64)
     low, up = -vals[m:], vals[:m]

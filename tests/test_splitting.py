@@ -94,14 +94,34 @@ def test_dual_bound_is_valid_at_every_iteration_count(seed, depth, width, bounds
     x = rng.uniform(lo, hi, size=(3000, 2))
     vals = net(x) @ C.T
     solver = SplittingSolver(net, lo, hi, b, dtype=dtype)
-    for iters in (1, 10, 100):
-        up = solver.solve(C, "max", max_iter=iters, check_every=iters)
-        assert np.all(up.bound >= ref_max - 1e-9), (iters, up.bound - ref_max)
+    # ADMM alone, the polished layer dual alone (max_iter=0), and both
+    for iters, steps in ((1, 0), (10, 0), (100, 0), (0, 1), (0, 10), (0, 100), (20, 30)):
+        kw = dict(max_iter=iters, check_every=max(iters, 1), polish_steps=steps, polish_lr=0.05)
+        up = solver.solve(C, "max", **kw)
+        assert np.all(up.bound >= ref_max - 1e-9), (iters, steps, up.bound - ref_max)
         assert np.all(up.bound >= vals.max(axis=0))
         assert np.all(up.primal <= ref_max + 1e-6)          # primal is a feasible point
-        low = solver.solve(C, "min", max_iter=iters, check_every=iters)
-        assert np.all(low.bound <= ref_min + 1e-9), (iters, low.bound - ref_min)
+        low = solver.solve(C, "min", **kw)
+        assert np.all(low.bound <= ref_min + 1e-9), (iters, steps, low.bound - ref_min)
         assert np.all(low.bound <= vals.min(axis=0))
+
+
+@pytest.mark.parametrize("seed", [1, 3, 7])
+def test_polished_dual_approaches_the_lp_optimum(seed):
+    # the slope-parametrised layer dual is the LP dual: its optimum is the LP optimum
+    rng = np.random.default_rng(seed)
+    net = random_relunet(rng, [2, 8, 8, 2], identity_frac=0.15)
+    lo, hi = -rng.uniform(0.5, 1.5, size=2), rng.uniform(0.5, 1.5, size=2)
+    b = crown_bounds(net, lo, hi)
+    C = rng.normal(size=(3, 2))
+    ref = triangle_lp_highs(net, lo, hi, b, C)
+    unpolished = SplittingSolver(net, lo, hi, b, dtype="float64").solve(
+        C, max_iter=0, polish_steps=0)
+    res = SplittingSolver(net, lo, hi, b, dtype="float64").solve(C, max_iter=0,
+                                                                 polish_steps=2000)
+    assert np.all(res.bound >= ref - 1e-9)
+    assert np.all(res.bound - ref <= 1e-3 * np.maximum(1.0, np.abs(ref)))
+    assert np.all(res.bound <= unpolished.bound + 1e-12)
 
 
 @pytest.mark.parametrize("seed", [1, pytest.param(0, marks=pytest.mark.slow),
