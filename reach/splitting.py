@@ -520,16 +520,19 @@ class SplittingSolver:
         if not params or steps <= 0:
             return best
         opt = torch.optim.Adam(params, lr=lr)
-        for k in range(1, steps + 1):
-            opt.zero_grad()
-            _, val = self._slope_lams(alphas, c, w, lo, up)
-            (-val.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                for a in params:
-                    a.clamp_(0.0, 1.0)
-            if k % check_every == 0 or k == steps:
-                best = torch.maximum(best, valid())
+        try:
+            for k in range(1, steps + 1):
+                opt.zero_grad()
+                _, val = self._slope_lams(alphas, c, w, lo, up)
+                (-val.sum()).backward()
+                opt.step()
+                with torch.no_grad():
+                    for a in params:
+                        a.clamp_(0.0, 1.0)
+                if k % check_every == 0 or k == steps:
+                    best = torch.maximum(best, valid())
+        except KeyboardInterrupt:   # the best bound so far is valid: keep it
+            pass
         return best
 
     def best_dual(self, st: dict, c64: torch.Tensor) -> torch.Tensor:
