@@ -454,7 +454,8 @@ class SplittingSolver:
         pad = ABS_PAD + max(REL_PAD, 4.0 * (self.n_max + 4 * L) * _EPS64) * mag
         return total - pad
 
-    def _slope_lams(self, alphas: list, c: torch.Tensor, w: list, lo: list, up: list):
+    def _slope_lams(self, alphas: list, c: torch.Tensor, w: list, b: list, lo: list,
+                    up: list):
         """Layer multipliers of the CROWN form from lower-relaxation slopes ``alphas``.
 
         Going backward from the objective ``c`` (min form), a unit whose coefficient ``nh`` on
@@ -477,7 +478,7 @@ class SplittingSolver:
             lam[i] = -nh * slope
             # min over the unit's set: 0, except an unstable unit on its chord: -nh * s * lo
             val = val + torch.where(unst & neg, -nh * chord * lo[i], torch.zeros_like(nh)).sum(1)
-            val = val - lam[i] @ self.b64[i].to(c.dtype)
+            val = val - lam[i] @ b[i]
             nh = -(lam[i] @ w[i])
         val = val + torch.minimum(nh * lo[L], nh * up[L]).sum(1)
         return lam, val
@@ -495,6 +496,7 @@ class SplittingSolver:
         """
         dt = self.dtype
         w = [x.to(dt) for x in self.w64]
+        b = [x.to(dt) for x in self.b64]
         # unit boxes of every layer, then the input box (read by _slope_lams as lo[L], up[L])
         lo = [x.to(dt) for x in self.Z_lo64] + [self.P_lo64[0].to(dt)]
         up = [x.to(dt) for x in self.Z_hi64] + [self.P_hi64[0].to(dt)]
@@ -509,11 +511,12 @@ class SplittingSolver:
                 alphas.append(None)
         params = [a for a in alphas if a is not None]
 
+        lo64, up64 = self.Z_lo64 + [self.P_lo64[0]], self.Z_hi64 + [self.P_hi64[0]]
+
         def valid():
             with torch.no_grad():
-                lam64, _ = self._slope_lams([None if a is None else a.detach().to(torch.float64)
-                                             for a in alphas], c64, self.w64, self.Z_lo64
-                                            + [self.P_lo64[0]], self.Z_hi64 + [self.P_hi64[0]])
+                a64 = [None if a is None else a.detach().to(torch.float64) for a in alphas]
+                lam64, _ = self._slope_lams(a64, c64, self.w64, self.b64, lo64, up64)
                 return self.layer_dual_bound(lam64, c64)
 
         best = valid()
@@ -523,7 +526,7 @@ class SplittingSolver:
         try:
             for k in range(1, steps + 1):
                 opt.zero_grad()
-                _, val = self._slope_lams(alphas, c, w, lo, up)
+                _, val = self._slope_lams(alphas, c, w, b, lo, up)
                 (-val.sum()).backward()
                 opt.step()
                 with torch.no_grad():
