@@ -11,7 +11,7 @@ intersected with a domain) of largest weighted log-volume ``sum_i w_i log eps_i`
 
 The search follows the paper: linear bounds of ``H F^K`` over the box, differentiable in eps
 (:mod:`dynid.certify.maxbox_relax`: CROWN with adaptive or optimised lower slopes, or Fast-Lin's
-chord slopes), eps = v^2, an augmented Lagrangian (penalty from 1, x5 every 80 iterations,
+chord slopes), eps = v^2, an augmented Lagrangian (penalty from 1, x5 every 80 of 400 iterations,
 multipliers every 5, 400 iterations), then shrink by 0.99 until the relaxation certifies.
 The uniform box (one radius for every dimension) comes from the same relaxation, margin and
 checks, and starts the non-uniform search, so the non-uniform box is never smaller.
@@ -238,18 +238,22 @@ class _Problem:
         free = (self.center - eps > self.dlo).astype(float) + (self.center + eps < self.dhi)
         return self.weights * free / np.maximum(hi - lo, 1e-300)
 
-    def g_vjp(self, eps, grad: str):
-        """g(eps) (m,) and a function w -> d(w . g)/d(eps) (n,). ``grad="output"``: the
-        gradient with the relaxation of the box held fixed (numpy); "full": autograd through
-        the whole relaxation (torch), which also steps the free slopes of crown-opt."""
+    def g_vjp(self, eps):
+        """g(eps) (m,) and a function w -> d(w . g)/d(eps) (n,): the exact gradient of the
+        relaxation (numpy reverse mode for crown / fastlin; torch autograd for crown-opt,
+        whose free slopes take an optimiser step at each call)."""
         lo, hi = self.box(eps)
         side_lo = (self.center - eps > self.dlo).astype(float)      # d lo / d eps = -side_lo
         side_hi = (self.center + eps < self.dhi).astype(float)
-        if grad == "output" and self.fast is not None:
-            up, g_lo, g_hi = self.fast.upper_grad(lo[None], hi[None])
-            dU = -g_lo[0] * side_lo + g_hi[0] * side_hi                # (m, n)
-            g = (self.spec.c - up[0]) / self.slack - self.margin
-            return g, lambda w: -(w / self.slack) @ dU
+        if self.fast is not None:
+            up, up_vjp = self.fast.upper_vjp(lo, hi)
+            g = (self.spec.c - up) / self.slack - self.margin
+
+            def vjp(w):
+                b_lo, b_hi = up_vjp(-w / self.slack)
+                return -b_lo * side_lo + b_hi * side_hi
+
+            return g, vjp
         import torch
 
         rel = self.torch_relax
@@ -317,12 +321,12 @@ def _shrink(prob: _Problem, eps: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _augmented_lagrangian(prob: _Problem, eps0: np.ndarray, shared: bool, iterations: int,
-                          lr: float, grad: str, log=None):
+                          lr: float, log=None):
     """Maximise the weighted log-volume over eps = base * v^2 (v one scalar when ``shared``)
     subject to g(eps) >= 0 by the augmented Lagrangian method: loss = -logvol +
     sum_j [beta/2 max(0, lam_j/beta - g_j)^2 - lam_j^2/(2 beta)], Adam on v (cosine-decayed
     step), multipliers lam <- max(0, lam - beta g) every 5 iterations, beta from 1, x5 every
-    80 iterations; at each penalty increase the base is moved to the current eps and v reset
+    iterations / 5 (the paper: 80 of 400); at each penalty increase the base is moved to the current eps and v reset
     to 1 (so a step in v is a relative step in eps). Returns the last iterate and the best
     iterate the relaxation proved (or None)."""
     m = prob.spec.H.shape[0]
@@ -332,13 +336,14 @@ def _augmented_lagrangian(prob: _Problem, eps0: np.ndarray, shared: bool, iterat
     m1, m2, t_adam = np.zeros(k), np.zeros(k), 0
     lam, beta = np.zeros(m), 1.0
     best_val, best_eps = -math.inf, None
+    stage = max(1, round(iterations / 5))      # the paper: 400 iterations, x5 every 80
     for it in range(iterations):
-        if it and it % 80 == 0:
+        if it and it % stage == 0:
             beta *= 5.0
             base, v = base * v ** 2, np.ones(k)
             m1, m2, t_adam = np.zeros(k), np.zeros(k), 0
         eps = base * v ** 2
-        g, vjp = prob.g_vjp(eps, grad)
+        g, vjp = prob.g_vjp(eps)
         val = prob.log_volume(eps)
         if np.all(g >= 0) and val > best_val:
             best_val, best_eps = val, eps.copy()
@@ -362,7 +367,7 @@ def _augmented_lagrangian(prob: _Problem, eps0: np.ndarray, shared: bool, iterat
 # ---------------------------------------------------------------------- the query
 def max_box(net: ReLUNet, center, spec, steps: int = 1, mode: str = "nonuniform",
             weights=None, *, domain=None, relaxation: str = "crown", iterations: int = 400,
-            lr: float = 0.1, grad: str = "output", margin: float = 1e-4,
+            lr: float = 0.1, margin: float = 1e-4,
             confirm: str = "auto", grow: bool = False, grow_steps: int = 10,
             solver: str = "auto", time_limit: float | None = None, threads: int | None = None,
             log=None) -> Certificate:
@@ -383,9 +388,6 @@ def max_box(net: ReLUNet, center, spec, steps: int = 1, mode: str = "nonuniform"
     relaxation : "crown" (adaptive slopes), "crown-opt" (optimised slopes, slower, tighter)
         or "fastlin" (the paper's chord slopes).
     iterations, lr : augmented-Lagrangian iterations (the paper: 400) and Adam step on v.
-    grad : "output" (the gradient holds the relaxation of the current box fixed: numpy, fast)
-        or "full" (torch autograd through the intermediate bounds too: about 10x slower per
-        iteration, and in our measurements no larger boxes); "crown-opt" always uses "full".
     margin : the relaxation must prove each row with slack ``margin * (slack at center)``.
     confirm : "auto" (sound CROWN, then the MIP for the rows it leaves open), "mip" (the MIP
         on every row as well) or "none" (sound CROWN only; status unknown if it fails).
@@ -408,7 +410,7 @@ def max_box(net: ReLUNet, center, spec, steps: int = 1, mode: str = "nonuniform"
     """
     t0 = time.perf_counter()
     opts = _validate(net, center, steps, mode, weights, domain, relaxation, iterations, lr,
-                     grad, margin, confirm, grow_steps, time_limit)
+                     margin, confirm, grow_steps, time_limit)
     center, weights, dlo, dhi = opts
     net_k = net if int(steps) == 1 else net.unroll(int(steps))
     spec = _resolve(net_k, center, spec)
@@ -418,8 +420,7 @@ def max_box(net: ReLUNet, center, spec, steps: int = 1, mode: str = "nonuniform"
                  "relaxation": relaxation, "weights": weights, "output_at_center": y0,
                  "domain": None if domain is None else {"lo": dlo, "hi": dhi}}
     slack = spec.c - spec.H @ y0
-    bad = slack < 0 if not spec.strict else slack <= 0
-    if bad.any():
+    if np.any(slack <= 0):   # violated, or on the boundary: no box with a margin exists
         what = "violates the spec" if (slack < 0).any() else "lies on the spec's boundary"
         status = Status.COUNTEREXAMPLE if (slack < 0).any() else Status.UNKNOWN
         return Certificate("max_box", status, -math.inf, math.inf, math.inf,
@@ -443,7 +444,7 @@ def max_box(net: ReLUNet, center, spec, steps: int = 1, mode: str = "nonuniform"
                                                     f"radius {r_max * 1e-20:.3g}"})
     eps_u = np.full(center.size, r_u)
     if relaxation == "crown-opt":
-        last, best = _augmented_lagrangian(prob, eps_u, True, iterations, lr, "full", log)
+        last, best = _augmented_lagrangian(prob, eps_u, True, iterations, lr, log)
         eps_u = _pick(prob, [eps_u, best, _shrink(prob, last)[0]])
     timings["uniform_search"] = time.perf_counter() - ts
 
@@ -451,7 +452,7 @@ def max_box(net: ReLUNet, center, spec, steps: int = 1, mode: str = "nonuniform"
     eps_n, shrinks = None, 0
     if mode == "nonuniform":
         ts = time.perf_counter()
-        last, best = _augmented_lagrangian(prob, eps_u, False, iterations, lr, grad, log)
+        last, best = _augmented_lagrangian(prob, eps_u, False, iterations, lr, log)
         shrunk, shrinks = _shrink(prob, last)
         eps_n = _pick(prob, [eps_u, best, shrunk])
         timings["nonuniform_search"] = time.perf_counter() - ts
@@ -598,7 +599,7 @@ def _public(res: dict) -> dict:
     return {k: (v.value if isinstance(v, Status) else v) for k, v in res.items() if k in keep}
 
 
-def _validate(net, center, steps, mode, weights, domain, relaxation, iterations, lr, grad,
+def _validate(net, center, steps, mode, weights, domain, relaxation, iterations, lr,
               margin, confirm, grow_steps, time_limit):
     if not isinstance(net, ReLUNet):
         raise ConfigError(f"max_box needs a ReLUNet, got {type(net).__name__}")
@@ -609,8 +610,6 @@ def _validate(net, center, steps, mode, weights, domain, relaxation, iterations,
         raise ConfigError(f"mode {mode!r} is unknown: use one of {MODES}")
     if relaxation not in RELAXATIONS:
         raise ConfigError(f"relaxation {relaxation!r} is unknown: use one of {RELAXATIONS}")
-    if grad not in ("full", "output"):
-        raise ConfigError(f"grad {grad!r} is unknown: use 'full' or 'output'")
     if confirm not in CONFIRM:
         raise ConfigError(f"confirm {confirm!r} is unknown: use one of {CONFIRM}")
     if isinstance(steps, bool) or int(steps) != steps or int(steps) < 1 or int(steps) > 1000:

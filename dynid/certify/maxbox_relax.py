@@ -19,7 +19,7 @@ earlier layers, intersected with interval arithmetic; the output rows are bounde
 through CROWN bounds of each output unit, and the tighter is kept.
 
 The same code runs on numpy arrays (``backend="numpy"``: fast for the many small evaluations;
-:meth:`BoxRelaxation.upper_grad` gives the gradient with the relaxation of the box held fixed)
+:meth:`BoxRelaxation.upper_vjp` gives the exact gradient by reverse mode written out)
 or torch tensors (``backend="torch"``: autograd through everything, and free slopes).
 
 Example
@@ -80,13 +80,22 @@ class BoxRelaxation:
         self.method, self.backend, self.net = method, backend, net
         self.W = [t(w) for w in net.weights]
         self.Wabs = [abs(w) for w in self.W]
+        self.Wp = [(w + a) / 2 for w, a in zip(self.W, self.Wabs)]   # positive part of W
+        self.Wn = [(w - a) / 2 for w, a in zip(self.W, self.Wabs)]
         self.b = [t(b) for b in net.biases]
         self.relu = [self._mask(m) for m in net.relu]
         self.W2 = [self.cat([w, -w]) for w in self.W]        # rows bounding z_k up and down
         self.b2 = [self.cat([b, -b]) for b in self.b]
+        # numpy: the same with the constants as a last column
+        self.W2aug = [np.hstack([np.vstack([w, -w]), np.r_[b, -b][:, None]])
+                      for w, b in zip(net.weights, net.biases)]
+        self.Waug = [np.block([[w, b[:, None]], [np.zeros((1, w.shape[1])), np.ones((1, 1))]])
+                     for w, b in zip(net.weights, net.biases)]
         eye = np.eye(net.n_out)
         self.C = t(C)
         self.C_ext = t(np.vstack([C, eye, -eye]))   # the rows, then each output unit up/down
+        self.C_aug = np.hstack([np.vstack([C, eye, -eye]), np.zeros((C.shape[0] + 2 * net.n_out,
+                                                                     1))])
         self.C_pos, self.C_neg = t(np.maximum(C, 0)), t(np.minimum(C, 0))
         self.alphas: dict | None = None
 
@@ -197,47 +206,194 @@ class BoxRelaxation:
 
     def _output(self, lo, hi):
         """Everything of the output pass: direct row bounds, output-unit bounds (lower,
-        upper) from the pass and from interval arithmetic, and the pass's input coefficients."""
+        upper) from the pass and from interval arithmetic."""
         xp = self.xp
         bounds, relax = self._layer_bounds(lo, hi)
         L = self.net.n_layers
         R, n = self.C.shape
-        vals, A = self._back(self.C_ext, 0.0, L - 1, lo, hi, relax, L)
+        vals, _ = self._back(self.C_ext, 0.0, L - 1, lo, hi, relax, L)
         l, u = bounds[-1]
         relu = self.relu[-1]
         i_lo = xp.where(relu, l.clip(min=0), l)
         i_hi = xp.where(relu, u.clip(min=0), u)
-        return vals[:, :R], -vals[:, R + n:], vals[:, R:R + n], i_lo, i_hi, A
+        return vals[:, :R], -vals[:, R + n:], vals[:, R:R + n], i_lo, i_hi
 
     def upper(self, lo, hi):
         """Upper bounds (B, R) of ``C @ F(x)`` over each box (rows of lo, hi)."""
+        if self.backend == "numpy":
+            return np.stack([self._np_eval(a, b, False)[0] for a, b in zip(lo, hi)])
         xp = self.xp
-        direct, c_lo, c_hi, i_lo, i_hi, _ = self._output(lo, hi)
+        direct, c_lo, c_hi, i_lo, i_hi = self._output(lo, hi)
         o_lo, o_hi = xp.maximum(c_lo, i_lo), xp.minimum(c_hi, i_hi)
         return xp.minimum(direct, o_hi @ self.C_pos.T + o_lo @ self.C_neg.T)
 
-    def upper_grad(self, lo, hi):
-        """Upper bounds (B, R) and their gradients with respect to lo and hi (each
-        (B, R, n_in)) with the relaxation of the box held fixed (slopes, intermediate bounds
-        and interval bounds are treated as constants: the gradient of each chosen linear
-        bound). numpy backend."""
-        direct, c_lo, c_hi, i_lo, i_hi, A = self._output(lo, hi)
-        R, n = self.C.shape
-        g_lo, g_hi = (A - abs(A)) / 2, (A + abs(A)) / 2            # d(bound)/d(lo), /d(hi)
-        use_hi = (c_hi <= i_hi)[..., None]                           # unit bounds from the pass
-        use_lo = (-c_lo <= -i_lo)[..., None]
-        uh_lo, uh_hi = g_lo[:, R:R + n] * use_hi, g_hi[:, R:R + n] * use_hi
-        ul_lo, ul_hi = -g_lo[:, R + n:] * use_lo, -g_hi[:, R + n:] * use_lo
-        o_lo, o_hi = np.maximum(c_lo, i_lo), np.minimum(c_hi, i_hi)
-        via = o_hi @ self.C_pos.T + o_lo @ self.C_neg.T
-        via_lo = np.einsum("rk,bkn->brn", self.C_pos, uh_lo) + \
-            np.einsum("rk,bkn->brn", self.C_neg, ul_lo)
-        via_hi = np.einsum("rk,bkn->brn", self.C_pos, uh_hi) + \
-            np.einsum("rk,bkn->brn", self.C_neg, ul_hi)
-        take = (direct <= via)[..., None]
-        return (np.minimum(direct, via), np.where(take, g_lo[:, :R], via_lo),
-                np.where(take, g_hi[:, :R], via_hi))
-
     def layer_bounds(self, lo, hi):
-        """Pre-activation bounds [(l_k, u_k)] of every layer over the boxes."""
+        """Pre-activation bounds [(l_k, u_k)] of every layer over the boxes (B, n_in)."""
+        if self.backend == "numpy":
+            per = [self._np_eval(a, b, False)[1] for a, b in zip(lo, hi)]
+            return [(np.stack([p[k]["l"] for p in per]), np.stack([p[k]["u"] for p in per]))
+                    for k in range(self.net.n_layers)]
         return self._layer_bounds(lo, hi)[0]
+
+    # ------------------------------------------------------------------ numpy, one box
+    # The same relaxation as the batched torch passes above, written for one box: inactive
+    # units are zeroed in a per-box copy of their weights and only the unstable units are
+    # relaxed elementwise (on surrogates most units are stable on the boxes of interest), and
+    # it records what the hand-written reverse mode (upper_vjp) needs. The tests check it
+    # against the torch passes and against autograd.
+    def _np_eval(self, lo, hi, tape: bool):
+        """(upper bounds (R,), per-layer records, output-pass record, combination masks)."""
+        layers = []
+        h_lo, h_hi = lo, hi
+        prev1 = np.arange(self.net.n_in + 1)         # kept units of the layer below, and 1
+        for k in range(self.net.n_layers):
+            wp, wn = self.Wp[k], self.Wn[k]
+            l = wp @ h_lo + wn @ h_hi + self.b[k]
+            u = wp @ h_hi + wn @ h_lo + self.b[k]
+            rec = {"l_ibp": l, "u_ibp": u, "back": None}
+            if k > 0 and self.net.relu[k].any():
+                m = l.size
+                A0 = self.W2aug[k][:, prev1]
+                vals, back = self._np_back(A0, k - 1, layers, lo, hi, tape)
+                take_l, take_u = -vals[m:] >= l, vals[:m] <= u
+                rec.update(back=back, take_l=take_l, take_u=take_u)
+                l, u = np.where(take_l, -vals[m:], l), np.where(take_u, vals[:m], u)
+            relu = self.relu[k]
+            keep = np.flatnonzero(~(relu & (u <= 0)))     # inactive units carry nothing
+            upos = np.flatnonzero((relu & (l < 0) & (u > 0))[keep])
+            uidx = keep[upos]
+            lu, uu = l[uidx], u[uidx]
+            chord = uu / (uu - lu)
+            lower = chord if self.method == "fastlin" else (uu >= -lu).astype(float)
+            # the kept part of [[W, b], [0, 1]]: the last column carries the constant
+            keep1 = np.append(keep, l.size)
+            rec.update(l=l, u=u, keep=keep, upos=upos, uidx=uidx, chord=chord, lower=lower,
+                       offset=-uu * lu / (uu - lu), Waug=self.Waug[k][keep1][:, prev1])
+            layers.append(rec)
+            prev1 = keep1
+            h_lo = np.where(relu, np.maximum(l, 0.0), l)
+            h_hi = np.where(relu, np.maximum(u, 0.0), u)
+        L = self.net.n_layers
+        R, n = self.C.shape
+        A0 = self.C_aug[:, prev1]
+        vals, out_back = self._np_back(A0, L - 1, layers, lo, hi, tape)
+        l, u = layers[-1]["l"], layers[-1]["u"]
+        relu = self.relu[-1]
+        i_lo, i_hi = np.where(relu, np.maximum(l, 0.0), l), np.where(relu, np.maximum(u, 0.0), u)
+        direct, c_lo, c_hi = vals[:R], -vals[R + n:], vals[R:R + n]
+        take_clo, take_chi = c_lo >= i_lo, c_hi <= i_hi
+        o_lo, o_hi = np.where(take_clo, c_lo, i_lo), np.where(take_chi, c_hi, i_hi)
+        via = self.C_pos @ o_hi + self.C_neg @ o_lo
+        take_direct = direct <= via
+        return np.where(take_direct, direct, via), layers, out_back, \
+            (take_direct, take_clo, take_chi)
+
+    def _np_back(self, A, top: int, layers, lo, hi, tape: bool):
+        """One backward pass (one box): ``A`` (R, kept units of layer ``top`` + 1) holds the
+        rows and, in its last column, their constants. Returns the row bounds and, with
+        ``tape``, the records of each relaxed layer and the final input coefficients."""
+        rec = [] if tape else None
+        for j in range(top, -1, -1):
+            lay = layers[j]
+            up = lay["upos"]
+            if up.size:
+                a_u = A[:, up]
+                pos = np.maximum(a_u, 0.0)
+                neg = a_u - pos
+                A[:, -1] += pos @ lay["offset"]
+                A[:, up] = pos * lay["chord"] + neg * lay["lower"]     # A is a fresh array
+                if tape:
+                    rec.append((j, a_u > 0, pos, neg))
+            elif tape:
+                rec.append((j, None, None, None))
+            A = A @ lay["Waug"]
+        if tape:
+            rec.append(A)
+        ax = A[:, :-1]
+        return A[:, -1] + ax @ ((lo + hi) / 2) + abs(ax) @ ((hi - lo) / 2), rec
+
+    def upper_vjp(self, lo, hi):
+        """Upper bounds (R,) of the rows over one box ``[lo, hi]`` (vectors, numpy backend)
+        and a function ``gbar -> (d(gbar . U)/d lo, d(gbar . U)/d hi)``: the exact gradient
+        (reverse mode by hand, through the intermediate bounds, the slopes they set, and the
+        interval bounds) of the piecewise-smooth bound, at the cost of about one more pass."""
+        if self.backend != "numpy":
+            raise ConfigError("upper_vjp needs the numpy backend")
+        lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        up, layers, out_back, takes = self._np_eval(lo, hi, True)
+        return up, lambda gbar: self._reverse(layers, out_back, takes, lo, hi,
+                                              np.asarray(gbar, dtype=np.float64))
+
+    def _reverse(self, layers, out_back, takes, lo, hi, gbar):
+        """Adjoint of :meth:`_np_eval` (see :meth:`upper_vjp`)."""
+        L = self.net.n_layers
+        R, n = self.C.shape
+        take_direct, take_clo, take_chi = takes
+        lo_bar, hi_bar = np.zeros_like(lo), np.zeros_like(hi)
+        bars = [[np.zeros(lay["uidx"].size) for _ in range(3)] for lay in layers]
+        # output combination: U = min(direct, C+ o_hi + C- o_lo)
+        via_bar = gbar * ~take_direct
+        o_hi_bar, o_lo_bar = self.C_pos.T @ via_bar, self.C_neg.T @ via_bar
+        vals_bar = np.concatenate([gbar * take_direct, o_hi_bar * take_chi,
+                                   -o_lo_bar * take_clo])
+        l_bar = [np.zeros(lay["l"].size) for lay in layers]
+        u_bar = [np.zeros(lay["l"].size) for lay in layers]
+        relu = self.relu[-1]
+        l_bar[-1] += o_lo_bar * ~take_clo * np.where(relu, layers[-1]["l"] > 0, True)
+        u_bar[-1] += o_hi_bar * ~take_chi * np.where(relu, layers[-1]["u"] > 0, True)
+        self._back_vjp(out_back, vals_bar, layers, lo, hi, bars, lo_bar, hi_bar)
+        for k in range(L - 1, -1, -1):
+            lay = layers[k]
+            self._slopes_vjp(lay, bars[k], l_bar[k], u_bar[k])
+            lb, ub = l_bar[k], u_bar[k]
+            if lay["back"] is not None:
+                tl, tu = lay["take_l"], lay["take_u"]
+                self._back_vjp(lay["back"], np.concatenate([ub * tu, -lb * tl]), layers, lo,
+                               hi, bars, lo_bar, hi_bar)
+                lb, ub = lb * ~tl, ub * ~tu
+            # interval image: l = W+ h_lo + W- h_hi + b, u = W+ h_hi + W- h_lo + b
+            h_lo_bar = lb @ self.Wp[k] + ub @ self.Wn[k]
+            h_hi_bar = lb @ self.Wn[k] + ub @ self.Wp[k]
+            if k == 0:
+                lo_bar += h_lo_bar
+                hi_bar += h_hi_bar
+            else:
+                prev, r = layers[k - 1], self.relu[k - 1]
+                l_bar[k - 1] += h_lo_bar * np.where(r, prev["l"] > 0, True)
+                u_bar[k - 1] += h_hi_bar * np.where(r, prev["u"] > 0, True)
+        return lo_bar, hi_bar
+
+    def _back_vjp(self, rec, gv, layers, lo, hi, bars, lo_bar, hi_bar) -> None:
+        """Adjoint of one :meth:`_np_back` pass: accumulates into the slope adjoints
+        ``bars[j] = [chord, offset, lower]`` (of the unstable units) and the box adjoints."""
+        ax = rec[-1][:, :-1]
+        lo_bar += gv @ (ax - abs(ax)) / 2
+        hi_bar += gv @ (ax + abs(ax)) / 2
+        A_bar = np.empty(rec[-1].shape)
+        A_bar[:, :-1] = gv[:, None] * ((lo + hi) / 2 + np.sign(ax) * ((hi - lo) / 2))
+        A_bar[:, -1] = gv                       # the constant column adds straight to U
+        for j, positive, pos, neg in reversed(rec[:-1]):
+            lay = layers[j]
+            a2 = A_bar @ lay["Waug"].T
+            if positive is not None:
+                up = lay["upos"]
+                a2_u = a2[:, up]
+                bj = bars[j]
+                bj[0] += (a2_u * pos).sum(0)
+                bj[1] += gv @ pos
+                bj[2] += (a2_u * neg).sum(0)
+                a2[:, up] = np.where(positive, a2_u * lay["chord"] + gv[:, None] * lay["offset"],
+                                     a2_u * lay["lower"])
+            A_bar = a2
+
+    def _slopes_vjp(self, lay, bar, l_bar, u_bar) -> None:
+        """Adds the adjoints of (chord, offset, lower) of a layer's unstable units to those
+        of their bounds (l, u): chord u / (u - l), offset -u l / (u - l)."""
+        idx = lay["uidx"]
+        if not idx.size:
+            return
+        l, u = lay["l"][idx], lay["u"][idx]
+        d = (u - l) ** 2
+        chord_bar = bar[0] + (bar[2] if self.method == "fastlin" else 0.0)
+        l_bar[idx] += chord_bar * u / d - bar[1] * u * u / d
+        u_bar[idx] += -chord_bar * l / d + bar[1] * l * l / d
