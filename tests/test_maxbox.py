@@ -321,6 +321,14 @@ def test_uniform_mode_and_the_job_function():
     assert a.value == b.value and np.array_equal(a.info["lo"], b.info["lo"])
 
 
+def test_confirm_mip_checks_every_row_with_the_mip_too():
+    net = _voronoi()
+    cert = max_box(net, [-0.3, -0.4], keep_label(), domain=DOM2, iterations=60,
+                   confirm="mip")
+    assert cert.certified and cert.info["checked_by"] in ("crown+mip", "mip")
+    assert cert.solver.startswith("crown+")
+
+
 def test_a_violating_center_gives_a_counterexample():
     net = linear(np.eye(2))
     cert = max_box(net, [2.0, 0.0], safe_set([[1.0, 0.0]], [1.0]))

@@ -144,8 +144,8 @@ def mip_check(net: ReLUNet, lo, hi, spec: OutputSpec, rows=None, *, solver="auto
     One MIP per row maximises ``H_j F(x)``; a row is proven when the solver's best bound is
     below ``c_j`` by :data:`MIP_TOL` (relative to ``max(1, |c_j|)``), which covers the
     solver's feasibility tolerance. An incumbent that violates the row in a float64 forward
-    pass is a witness. Returns ``{"proven", "witness", "bounds", "solver", "status",
-    "seconds", "size"}``; it stops at the first witness.
+    pass is a witness. Returns ``{"proven", "row_proven", "witness", "bounds", "solver",
+    "status", "seconds", "size"}``; it stops at the first witness.
     """
     from dynid.bounds import crown_bounds
     from dynid.certify.encode import encode_relunet
@@ -156,8 +156,8 @@ def mip_check(net: ReLUNet, lo, hi, spec: OutputSpec, rows=None, *, solver="auto
     rows = range(spec.H.shape[0]) if rows is None else list(rows)
     model = SparseModel()
     enc = encode_relunet(model, net, crown_bounds(net, lo, hi))
-    out = {"proven": True, "witness": None, "bounds": {}, "solver": "", "status": "optimal",
-           "seconds": 0.0, "size": model.size()}
+    out = {"proven": True, "witness": None, "bounds": {}, "row_proven": {}, "solver": "",
+           "status": "optimal", "seconds": 0.0, "size": model.size()}
     per = None if time_limit is None else max(time_limit / max(len(rows), 1), 1e-3)
     for j in rows:
         model.set_objective(enc.out, spec.H[j], sense="max")
@@ -170,7 +170,8 @@ def mip_check(net: ReLUNet, lo, hi, spec: OutputSpec, rows=None, *, solver="auto
             if not spec.holds(net.forward(x))[0]:
                 out.update(proven=False, witness=x)
                 break
-        if not res.bound <= spec.c[j] - tol:
+        out["row_proven"][int(j)] = bool(res.bound <= spec.c[j] - tol)
+        if not out["row_proven"][int(j)]:
             out["proven"] = False
             if res.status != "optimal":
                 out["status"] = res.status
@@ -510,9 +511,12 @@ def _confirm(prob: _Problem, eps, *, confirm, grow, grow_steps, solver, time_lim
         rows = range(spec.H.shape[0]) if confirm == "mip" else np.flatnonzero(~ok)
         mip = mip_check(net, lo, hi, spec, rows, solver=solver, time_limit=time_limit,
                         threads=threads)
-        res.update(solver=f"crown+{mip['solver']}", checked_by="mip",
-                   mip_seconds=mip["seconds"], mip_size=mip["size"],
-                   status=Status.CERTIFIED if mip["proven"] else Status.UNKNOWN)
+        # a row holds when either sound check proves it
+        proven = ok | np.array([mip["row_proven"].get(j, False) for j in range(ok.size)])
+        res.update(solver=f"crown+{mip['solver']}", checked_by="mip" if not ok.all() else
+                   "crown+mip", mip_seconds=mip["seconds"], mip_size=mip["size"],
+                   status=Status.CERTIFIED if proven.all() and mip["witness"] is None
+                   else Status.UNKNOWN)
         if mip["witness"] is not None:
             # cannot happen for a sound relaxation; report the point, do not claim the box
             res["witness"] = {"x": mip["witness"], "in_box": True}
