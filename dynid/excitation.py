@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynid.errors import ConfigError, ShapeError
+from dynid.systems import _check_count, _check_positive
 
 SIGNALS = ("random_steps", "prbs", "multisine", "chirp")
 
@@ -56,23 +57,11 @@ def _box(lo, hi) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _count(n, what: str = "n_steps") -> int:
-    try:
-        value = int(n)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what}={n!r} must be a positive integer") from None
-    if value != n or value < 1:
-        raise ConfigError(f"{what}={n!r} must be a positive integer")
-    return value
+    return _check_count(n, what)
 
 
 def _positive(v, what: str) -> float:
-    try:
-        value = float(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what}={v!r} must be a positive number") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ConfigError(f"{what}={v!r} must be a positive number")
-    return value
+    return _check_positive(v, what)
 
 
 def _hold_range(hold) -> tuple[int, int]:

@@ -178,6 +178,16 @@ def _model_system(net: ReLUNet):
         return None
 
 
+def check_same_dt(ds, net: ReLUNet) -> None:
+    """Raise DataValidationError when the dataset's and the model's time steps differ."""
+    from dynid.errors import DataValidationError
+
+    ddt, mdt = ds.attrs.get("dt"), net.meta.get("dt")
+    if ddt is not None and mdt is not None and not np.isclose(float(ddt), float(mdt)):
+        raise DataValidationError(f"dataset time step dt={float(ddt)} differs from the "
+                                  f"model's dt={float(mdt)}: use data with the same dt")
+
+
 def evaluate_model(net: ReLUNet, ds=None, *, steps: int = 50, n_initial: int = 20,
                    seed: int = 12345, n_test: int = 2000,
                    return_trajectories: bool = False) -> dict:
@@ -235,10 +245,7 @@ def evaluate_model(net: ReLUNet, ds=None, *, steps: int = 50, n_initial: int = 2
                 [str(s) for s in ds.coords["state"].values] != list(names):
             raise DataValidationError(f"dataset states {list(map(str, ds.coords['state'].values))}"
                                       f" differ from the model's {list(names)}")
-        ddt, mdt = ds.attrs.get("dt"), net.meta.get("dt")
-        if ddt is not None and mdt is not None and not np.isclose(float(ddt), float(mdt)):
-            raise DataValidationError(f"dataset time step dt={float(ddt)} differs from the "
-                                      f"model's dt={float(mdt)}: use data with the same dt")
+        check_same_dt(ds, net)
         out["one_step_rmse_data"] = one_step_rmse(net, X, Y)
         if dataset_kind(ds) == "trajectories":
             traj = np.asarray(ds["x"].transpose("trajectory", "time", "state").values)

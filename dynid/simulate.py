@@ -36,7 +36,8 @@ import json
 import numpy as np
 
 from dynid.errors import ConfigError, ShapeError
-from dynid.systems import INTEGRATORS, METHODS, System, _check_choice, _check_dt, get_system
+from dynid.systems import (INTEGRATORS, METHODS, System, _check_choice, _check_count, _check_dt,
+                           get_system)
 
 SAMPLINGS = ("uniform", "lhs", "grid")
 
@@ -115,16 +116,6 @@ def sample_box(lo, hi, n: int, sampling: str = "uniform", seed: int = 0) -> np.n
     if sampling == "lhs":
         return latin_hypercube(lo, hi, n, rng)
     return grid_points(lo, hi, n)
-
-
-def _check_count(n) -> int:
-    try:
-        value = int(n)
-    except (TypeError, ValueError):
-        raise ConfigError(f"sample count {n!r} must be a positive integer") from None
-    if value != n or value < 1:
-        raise ConfigError(f"sample count {n!r} must be a positive integer")
-    return value
 
 
 def _provenance(system: System, kind: str, dt: float, method: str, integrator: str,

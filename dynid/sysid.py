@@ -267,7 +267,7 @@ def evaluate_plant(net: ReLUNet, ds=None, *, steps: int = 100, n_experiments: in
     Missing parts are None. See :func:`evaluate_experiments` for the figures in each part.
     """
     from dynid.datasets import dataset_kind, pairs_from, validate
-    from dynid.metrics import _model_system, one_step_rmse
+    from dynid.metrics import _model_system, check_same_dt, one_step_rmse
 
     inputs = list(net.meta.get("input_names") or [])
     n, m = net.n_out, net.n_in - net.n_out
@@ -287,10 +287,7 @@ def evaluate_plant(net: ReLUNet, ds=None, *, steps: int = 100, n_experiments: in
         if X.shape[1] != net.n_in or Y.shape[1] != n:
             raise ShapeError(f"the dataset has {Y.shape[1]} states and {X.shape[1] - Y.shape[1]}"
                              f" inputs but the model takes {n} states and {m} inputs")
-        ddt, mdt = ds.attrs.get("dt"), net.meta.get("dt")
-        if ddt is not None and mdt is not None and not np.isclose(float(ddt), float(mdt)):
-            raise DataValidationError(f"dataset time step dt={float(ddt)} differs from the "
-                                      f"model's dt={float(mdt)}: use data with the same dt")
+        check_same_dt(ds, net)
         out["one_step_rmse_data"] = one_step_rmse(net, X, Y)
         training = net.meta.get("training") or {}
         held = [e for e in (training.get("val_experiments") or [])]

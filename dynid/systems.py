@@ -592,12 +592,28 @@ def _units(system: str, what: str, units, n: int) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------------- validation helpers
 def _check_dt(dt) -> float:
+    return _check_positive(dt, "dt", "time step")
+
+
+def _check_positive(v, what: str, noun: str = "number") -> float:
+    """A positive finite float, or a ConfigError naming ``what``."""
     try:
-        value = float(dt)
+        value = float(v)
     except (TypeError, ValueError):
-        raise ConfigError(f"dt={dt!r} is not a number: give a positive time step") from None
+        raise ConfigError(f"{what}={v!r} is not a number: give a positive {noun}") from None
     if not np.isfinite(value) or value <= 0:
-        raise ConfigError(f"dt={dt!r} must be a positive finite time step")
+        raise ConfigError(f"{what}={v!r} must be a positive finite {noun}")
+    return value
+
+
+def _check_count(n, what: str = "sample count") -> int:
+    """A positive integer (an integral float is accepted), or a ConfigError naming ``what``."""
+    try:
+        value = int(n)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} {n!r} must be a positive integer") from None
+    if value != n or value < 1:
+        raise ConfigError(f"{what} {n!r} must be a positive integer")
     return value
 
 
