@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     net, summary = fit_surrogate()
     save_model(out / "model.h5", net)
-    print(f"surrogate: validation one-step RMSE {summary.get("best_val_rmse", float("nan")):.2e}")
+    print(f"surrogate: validation one-step RMSE {summary.get('best_val_rmse', float('nan')):.2e}")
     net_k = net.unroll(args.steps)
     H = np.vstack([np.eye(2), -np.eye(2)])
     certs = []
