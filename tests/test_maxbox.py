@@ -351,7 +351,9 @@ def test_mip_check_finds_a_violation_in_a_too_large_box():
     {"mode": "cube"}, {"relaxation": "ibp"}, {"weights": [1.0, -1.0]}, {"weights": [0, 0]},
     {"steps": 0}, {"steps": 2.5}, {"domain": ([0, 0], [1])}, {"iterations": -1},
     {"lr": 0.0}, {"margin": float("nan")}, {"time_limit": 0}, {"confirm": "maybe"},
-{"domain": ([1.0, 1.0], [2.0, 2.0])},
+    {"steps": float("nan")}, {"steps": "3"}, {"iterations": float("inf")}, {"lr": "a"},
+    {"margin": None}, {"time_limit": "x"}, {"time_limit": float("inf")}, {"steps": True},
+    {"domain": ([1.0, 1.0], [2.0, 2.0])},
 ])
 def test_bad_options_are_refused(kwargs):
     net = linear(np.eye(2))

@@ -413,6 +413,9 @@ def max_box(net: ReLUNet, center, spec, steps: int = 1, mode: str = "nonuniform"
     opts = _validate(net, center, steps, mode, weights, domain, relaxation, iterations, lr,
                      margin, confirm, grow_steps, time_limit)
     center, weights, dlo, dhi = opts
+    steps, iterations, grow_steps = int(steps), int(iterations), int(grow_steps)
+    lr, margin = float(lr), float(margin)
+    time_limit = None if time_limit is None else float(time_limit)
     net_k = net if int(steps) == 1 else net.unroll(int(steps))
     spec = _resolve(net_k, center, spec)
     y0 = net_k.forward(center)
@@ -603,6 +606,29 @@ def _public(res: dict) -> dict:
     return {k: (v.value if isinstance(v, Status) else v) for k, v in res.items() if k in keep}
 
 
+def _int_option(name: str, val, lo: int, hi: int) -> int:
+    """An integer in lo..hi (an integral float is accepted), or a ConfigError naming it."""
+    try:
+        ok = not isinstance(val, (bool, str)) and int(val) == val and lo <= int(val) <= hi
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {val!r}")
+    return int(val)
+
+
+def _real_option(name: str, val, positive: bool) -> float:
+    """A finite number > 0 (``positive``) or >= 0, or a ConfigError naming it."""
+    try:
+        v = float(val) if not isinstance(val, (bool, str)) else math.nan
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, "
+                          f"got {val!r}")
+    return v
+
+
 def _validate(net, center, steps, mode, weights, domain, relaxation, iterations, lr,
               margin, confirm, grow_steps, time_limit):
     if not isinstance(net, ReLUNet):
@@ -616,17 +642,13 @@ def _validate(net, center, steps, mode, weights, domain, relaxation, iterations,
         raise ConfigError(f"relaxation {relaxation!r} is unknown: use one of {RELAXATIONS}")
     if confirm not in CONFIRM:
         raise ConfigError(f"confirm {confirm!r} is unknown: use one of {CONFIRM}")
-    if isinstance(steps, bool) or int(steps) != steps or int(steps) < 1 or int(steps) > 1000:
-        raise ConfigError(f"steps must be an integer in 1..1000, got {steps!r}")
-    for name, val in (("iterations", iterations), ("grow_steps", grow_steps)):
-        if isinstance(val, bool) or int(val) != val or not 0 <= int(val) <= 100000:
-            raise ConfigError(f"{name} must be an integer in 0..100000, got {val!r}")
-    for name, val in (("lr", lr), ("margin", margin)):
-        if not (math.isfinite(val) and val >= 0) or (name == "lr" and val == 0):
-            raise ConfigError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}"
-                              f", got {val!r}")
-    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
-        raise ConfigError(f"time_limit must be > 0 seconds (or None), got {time_limit!r}")
+    _int_option("steps", steps, 1, 1000)
+    _int_option("iterations", iterations, 0, 100000)
+    _int_option("grow_steps", grow_steps, 0, 100000)
+    _real_option("lr", lr, positive=True)
+    _real_option("margin", margin, positive=False)
+    if time_limit is not None:
+        _real_option("time_limit", time_limit, positive=True)
     w = np.ones(net.n_in) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if w.shape != (net.n_in,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.any():
         raise ConfigError(f"weights need {net.n_in} finite values >= 0, not all zero")
