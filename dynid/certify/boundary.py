@@ -18,8 +18,13 @@ Three numbers bracket it, every one of them sound:
   solver's best bound for the *closed* set ``{min_j g_j <= 0}``, padded for tolerances (a
   lower bound on d*, because that set contains the other side); ``exact_hi`` is the distance of a
   witness *strictly* on the other side: the MIP's optimum (which sits on the boundary, margin
-  ~0) is stepped across along the local margin gradient until its float64 margin is <= -tau,
-  which costs about ``tau / ||grad g||_q`` in distance. So ``exact_lo <= d* <= exact_hi`` holds
+  ~0, up to solver tolerances) is stepped across along the steepest descent of its smallest
+  margin, the step doubled until the float64 margin is ``< -max(tau, e)``, with ``e`` a bound on
+  the rounding error of the float64 pass there (:func:`rounding_bound`), so the margin is
+  negative in exact arithmetic as well. The step costs about ``tau / ||grad g||_q`` in distance
+  (``tau`` defaults to 1e-9 times the largest |margin| at x). Since d* is an infimum over an
+  open set (it is attained only on the boundary, where the margin is 0), no witness can have
+  distance exactly d*; ``exact_hi - d*`` is this step. So ``exact_lo <= d* <= exact_hi`` holds
   rigorously; the status is ``certified`` when the bracket is closed to ``abs_gap + gap *
   exact_hi`` and the MIP was solved to optimality, else ``unknown`` with the gap.
 
@@ -42,6 +47,7 @@ from dynid.relunet import ReLUNet, check_box, compose, linear
 from dynid.results import Certificate, Status
 
 QUERY = "boundary_distance"
+TAU_REL = 1e-9     # default margin of the witness, relative to the largest |margin| at x
 # Relative padding of the MIP best bound, times max(bound, search radius): the solver's LP
 # bounds hold up to its optimality tolerance, which we set to 1e-9; the pad covers that with a
 # wide margin, and scales with the distances (no absolute part: 1e-8-sized distances stay
@@ -217,7 +223,7 @@ def _tighten(gnet, region, how, solver, time_limit):
 # ---------------------------------------------------------------------- the driver
 def boundary_distance(net: ReLUNet, x, norm="inf", domain=None, *, solver: str = "auto",
                       time_limit: float | None = None, threads: int | None = None,
-                      gap: float = 1e-4, abs_gap: float = 1e-6, tighten: str = "crown",
+                      gap: float = 1e-4, abs_gap: float = 1e-9, tighten: str = "crown",
                       r_max: float | None = None, tau: float | None = None,
                       attack_steps: int = 20, seed: int = 0, log=None) -> Certificate:
     """Exact L_p distance from ``x`` to the decision boundary of ``net`` (see the module doc).
@@ -238,7 +244,8 @@ def boundary_distance(net: ReLUNet, x, norm="inf", domain=None, *, solver: str =
         (then LP bound tightening).
     r_max : search radius when the attack finds no point on the other side (default: the
         domain, or give up with ``upper = inf`` when there is none).
-    tau : the witness's margin is <= -tau in float64 (default 1e-9 (1 + max |C F(x)|)).
+    tau : the witness's float64 margin is < -max(tau, rounding bound) (default 1e-9 times
+        the largest |margin| at x; 0 keeps only the rounding bound).
     attack_steps : PGD steps per radius of the attack.
     seed : seed of the attack's random restarts.
 
@@ -265,9 +272,10 @@ def boundary_distance(net: ReLUNet, x, norm="inf", domain=None, *, solver: str =
     label, C = decision(net, x)
     gnet = compose(linear(C), net)
     g_x = C @ net.forward(x)
-    tau = 1e-9 * (1.0 + float(np.max(np.abs(g_x)))) if tau is None else float(tau)
-    if not (math.isfinite(tau) and tau > 0):
-        raise ConfigError(f"tau must be a finite number > 0, got {tau}")
+    tau = TAU_REL * float(np.max(np.abs(g_x))) if tau is None else tau
+    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau >= 0):
+        raise ConfigError(f"tau must be a finite number >= 0, got {tau!r}")
+    tau = float(tau)
     side = _Side(net, C, dom_lo, dom_hi, tau)
     info = {"norm": _pname(p), "label": label, "n_margins": int(C.shape[0]), "tau": tau,
             "domain": None if domain is None else {"lo": dom_lo, "hi": dom_hi},
@@ -335,7 +343,12 @@ def boundary_distance(net: ReLUNet, x, norm="inf", domain=None, *, solver: str =
                 info["no_boundary_in_domain"] = True
     if witness_x is not None:
         hi = _norm(witness_x - x, p)
-    lo = min(lo, hi)
+    if lo > hi:
+        # a checked witness lies in the closed set the bound is about, so lo <= hi must hold:
+        # a violation means solver tolerances broke a bound; keep only what stays sound
+        info["note"] = (f"the MIP bound {lo:.9g} exceeds the checked witness distance "
+                        f"{hi:.9g}: solver tolerances; bracket from CROWN and the witness")
+        lo = min(lower, hi)
     info.update(exact_lo=lo, exact_hi=hi)
     closed = hi - lo <= abs_gap + gap * hi if math.isfinite(hi) else lo == hi
     status = Status.CERTIFIED if closed and mip.status in ("optimal", "infeasible") \
@@ -385,7 +398,9 @@ def _certificate(t0, info, status, lo, hi, witness_x, solver, size, side=None):
 
 
 class _Side:
-    """The float64 check of "on the other side": some margin <= -tau, inside the domain."""
+    """The float64 check of "on the other side": inside the domain, and some margin
+    ``< -max(tau, e)`` with ``e`` a bound on the rounding error of the float64 pass at that
+    point (:func:`rounding_bound`), so the margin is negative in exact arithmetic too."""
 
     def __init__(self, net, C, lo, hi, tau):
         self.net, self.C, self.lo, self.hi, self.tau = net, C, lo, hi, tau
@@ -393,10 +408,46 @@ class _Side:
     def margins(self, y):
         return self.net.forward(y) @ self.C.T
 
+    def slack(self, y):
+        """Per margin: how far below zero it must be at y (tau or the rounding bound)."""
+        return np.maximum(self.tau, rounding_bound(self.net, y, self.C))
+
     def other(self, y) -> bool:
         y = np.asarray(y, dtype=np.float64)
-        return bool(np.all(y >= self.lo) and np.all(y <= self.hi)
-                    and np.min(self.margins(y)) <= -self.tau)
+        if not (np.all(y >= self.lo) and np.all(y <= self.hi)):
+            return False
+        return bool(np.any(self.margins(y) < -self.slack(y)))
+
+
+def rounding_bound(net: ReLUNet, y, C=None) -> np.ndarray:
+    """A bound on ``|fl(C F(y)) - C F(y)|``: the float64 forward pass (and the margin rows
+    ``C``) against exact arithmetic, by the standard dot-product bound ``gamma_k |a| |b|``
+    (k terms, ``gamma_k = k u / (1 - k u)``, u the unit round-off) propagated through the
+    layers; doubled for safety. ReLU and the comparisons are exact.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> net = ReLUNet([np.array([[1.0, 1.0]])], [np.array([-1.0])])
+    >>> e = rounding_bound(net, [0.5, 0.5])
+    >>> bool(0 < e[0] < 1e-14)
+    True
+    """
+    u = np.finfo(np.float64).eps / 2
+    gamma = lambda k: k * u / (1 - k * u)  # noqa: E731
+    h = np.asarray(y, dtype=np.float64)
+    err = np.zeros_like(h)
+    for w, b, relu in zip(net.weights, net.biases, net.relu):
+        aw = np.abs(w)
+        mag = aw @ np.abs(h) + np.abs(b)
+        # error carried in (|W| err), the new rounding of W h + b, and the error of |W| @ ...
+        err = aw @ err + gamma(w.shape[1] + 1) * (mag + aw @ err)
+        z = w @ h + b
+        h = np.where(relu, np.maximum(z, 0.0), z)
+    if C is not None:
+        ac = np.abs(C)
+        err = ac @ err + gamma(C.shape[1]) * (ac @ (np.abs(h) + err))
+    return 2.0 * err
 
 
 # ---------------------------------------------------------------------- CROWN lower bound
@@ -475,11 +526,12 @@ def _deepfool(gnet, side, x, p, lo, hi, iters=100, overshoot=0.02):
         if side.other(y):
             return y
         J = gnet.jacobian(y)
+        slack = side.slack(y)
         best = None
         for j in range(g.size):
             v, nq = _direction(J[j], p, _blocker(y, lo, hi))
             if v is not None:
-                step = (max(g[j], 0.0) + side.tau) / nq
+                step = (max(g[j], 0.0) + 2 * slack[j]) / nq
                 if best is None or step < best[0]:
                     best = (step, v)
         if best is None:
@@ -680,18 +732,22 @@ def _set_start(m, gnet, enc, w, x, p, aux, sel, rows):
 
 
 def _step_across(gnet, side, xm, p, tries: int = 40):
-    """Move the MIP's boundary point (margin ~0) just across, to a float64 margin <= -tau."""
+    """Move the MIP's boundary point (margin ~0) just across, to a float64 margin below
+    ``-max(tau, rounding bound)``: a step along the steepest descent of the smallest margins,
+    doubled until the check passes."""
     if side.other(xm):
         return xm
     y = np.clip(xm, side.lo, side.hi)
     g = gnet.forward(y)
     order = np.argsort(g)
     J = gnet.jacobian(y)
+    slack = side.slack(y)
+    floor = 4 * np.finfo(np.float64).eps * (1.0 + _norm(y, math.inf))
     for j in order[:3]:
         v, nq = _direction(J[j], p, _blocker(y, side.lo, side.hi))
         if v is None:
             continue
-        delta = (max(g[j], 0.0) + side.tau) / nq
+        delta = max((max(g[j], 0.0) + 2 * slack[j]) / nq, floor)
         for _ in range(tries):
             cand = np.clip(y + delta * v, side.lo, side.hi)
             if side.other(cand):
