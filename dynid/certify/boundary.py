@@ -42,12 +42,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dynid.certify.encode import TIGHT_OPTIONS
 from dynid.errors import ConfigError, ShapeError, parse_norm
 from dynid.relunet import ReLUNet, check_box, compose, linear
 from dynid.results import Certificate, Status
 
 QUERY = "boundary_distance"
 TAU_REL = 1e-9     # default margin of the witness, relative to the largest |margin| at x
+STRICT_REL = 1e-6  # margin asked of the second MIP when the nearest point is on a tie plateau
 # Relative padding of the MIP best bound, times max(bound, search radius): the solver's LP
 # bounds hold up to its optimality tolerance, which we set to 1e-9; the pad covers that with a
 # wide margin, and scales with the distances (no absolute part: 1e-8-sized distances stay
@@ -55,8 +57,11 @@ TAU_REL = 1e-9     # default margin of the witness, relative to the largest |mar
 MIP_PAD = 1e-7
 L2_FORM = "soc"
 L2_L1CUT = True
-_TIGHT = {"gurobi": {"OptimalityTol": 1e-9}, "highs": {"dual_feasibility_tolerance": 1e-9},
-          "scip": {"numerics/dualfeastol": 1e-9, "numerics/feastol": 1e-9}}
+# tight feasibility (dynid.certify.encode.TIGHT_OPTIONS) and optimality tolerances: the best
+# bound is that of the problem relaxed by these, so they set how small a distance stays useful
+_TIGHT = {name: {**TIGHT_OPTIONS[name], **extra} for name, extra in (
+    ("gurobi", {"OptimalityTol": 1e-9}), ("highs", {"dual_feasibility_tolerance": 1e-9}),
+    ("scip", {"numerics/dualfeastol": 1e-9}))}
 
 
 def _dual(p: float) -> float:
@@ -276,7 +281,7 @@ def boundary_distance(net: ReLUNet, x, norm="inf", domain=None, *, solver: str =
     if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau >= 0):
         raise ConfigError(f"tau must be a finite number >= 0, got {tau!r}")
     tau = float(tau)
-    side = _Side(net, C, dom_lo, dom_hi, tau)
+    side = _Side(net, C, dom_lo, dom_hi, tau, x)
     info = {"norm": _pname(p), "label": label, "n_margins": int(C.shape[0]), "tau": tau,
             "domain": None if domain is None else {"lo": dom_lo, "hi": dom_hi},
             "tighten": tighten, "mip_pad": MIP_PAD}
@@ -326,11 +331,24 @@ def boundary_distance(net: ReLUNet, x, norm="inf", domain=None, *, solver: str =
     # 4. the bracket
     lo = max(lower, mip.lo)
     witness_x, hi = w_att, upper
-    if mip.x is not None:
-        stepped = _step_across(gnet, side, mip.x, p)
-        if stepped is not None and _norm(stepped - x, p) < hi:
-            witness_x, hi = stepped, _norm(stepped - x, p)
-            info["step"] = hi - mip.dist
+    stepped = None if mip.x is None else _step_across(gnet, side, mip.x, p)
+    if stepped is not None and _norm(stepped - x, p) < hi:
+        witness_x, hi = stepped, _norm(stepped - x, p)
+        info["step"] = hi - mip.dist
+    if mip.x is not None and stepped is None:
+        # the nearest point with margin <= 0 cannot be stepped across: it sits on a plateau
+        # where the margin is 0 (a tie, e.g. every unit of a layer dead in a bias-free net)
+        # or on a sliver thinner than the solver's tolerances. The closed-set bound stays
+        # valid; a second MIP asks for margin <= -tau2 to get a witness
+        tau2 = max(STRICT_REL * float(np.max(np.abs(g_x))), 1e3 * tau, 1e-300)
+        left = None if time_limit is None else max(0.05, time_limit - (time.perf_counter() - t0))
+        strict = _solve_mip(gnet, bounds, region, w_att, gap, abs_gap, solver, left, threads,
+                            log, below=tau2)
+        info.update(strict_mip=True, strict_tau=tau2, strict_mip_status=strict.status,
+                    strict_mip_upper=strict.dist, seconds_strict_mip=strict.info["seconds_mip"])
+        w2 = None if strict.x is None else _step_across(gnet, side, strict.x, p)
+        if w2 is not None and _norm(w2 - x, p) < hi:
+            witness_x, hi = w2, _norm(w2 - x, p)
     if mip.status == "infeasible":
         if w_att is not None:   # contradicts a checked point: numerical trouble, say so
             info["note"] = "the MIP called the ball empty of boundary points but the attack " \
@@ -402,8 +420,9 @@ class _Side:
     ``< -max(tau, e)`` with ``e`` a bound on the rounding error of the float64 pass at that
     point (:func:`rounding_bound`), so the margin is negative in exact arithmetic too."""
 
-    def __init__(self, net, C, lo, hi, tau):
+    def __init__(self, net, C, lo, hi, tau, center):
         self.net, self.C, self.lo, self.hi, self.tau = net, C, lo, hi, tau
+        self.center = center
 
     def margins(self, y):
         return self.net.forward(y) @ self.C.T
@@ -571,10 +590,44 @@ def _pgd(gnet, side, region, start, steps, rng):
     return y if side.other(y) else None
 
 
+def _sphere_directions(rng, k, n, p):
+    """k random directions of unit L_p norm (L-inf: half of them cube corners)."""
+    if math.isinf(p):
+        d = rng.uniform(-1.0, 1.0, (k, n))
+        d[: k // 2] = np.sign(d[: k // 2])
+    elif p == 1.0:
+        d = rng.laplace(size=(k, n))
+    else:
+        d = rng.standard_normal((k, n))
+    return d / np.linalg.norm(d, ord=p, axis=1, keepdims=True)
+
+
+def _random_search(side, x, p, lo, hi, rng, k: int = 256):
+    """The first of the spheres of radii r0 2^j around x (clipped to the domain) where a
+    random sample is on the other side: the nearest such sample, or None."""
+    far = _far_corner(x, p, lo, hi)
+    cap = far if math.isfinite(far) else 1e6 * (1.0 + _norm(x, p))
+    r = 1e-3 * (1.0 + _norm(x, p))
+    while True:
+        r = min(r, cap)
+        pts = np.clip(x + r * _sphere_directions(rng, k, x.size, p), lo, hi)
+        g = side.margins(pts).min(axis=1)
+        for i in np.argsort(g)[:8]:
+            if g[i] < 0 and side.other(pts[i]):
+                return pts[i]
+        if r >= cap:
+            return None
+        r *= 2.0
+
+
 def _attack(gnet, side, x, p, lo, hi, steps, seed):
-    """DeepFool start, line search, then PGD with a bisection on the radius."""
+    """DeepFool start (random restarts, then random search on growing spheres where it gets
+    stuck), line search, then PGD with a bisection on the radius."""
     rng = np.random.default_rng(seed)
     w = _deepfool(gnet, side, x, p, lo, hi)
+    for q in (2.0, math.inf, 1.0):   # any point on the other side bounds every norm
+        if w is None and q != p:
+            w = _deepfool(gnet, side, x, q, lo, hi)
     if w is None:
         for _ in range(4):   # random restarts far out, within the domain
             scale = 1.0 + _norm(x, math.inf)
@@ -582,6 +635,8 @@ def _attack(gnet, side, x, p, lo, hi, steps, seed):
             w = _deepfool(gnet, side, y0, p, lo, hi)
             if w is not None:
                 break
+        if w is None:   # no useful gradient (e.g. dead units): sample growing spheres
+            w = _random_search(side, x, p, lo, hi, rng)
         if w is None:
             return None
     w = _line_search(side, x, w)
@@ -615,7 +670,9 @@ class _MipResult:
     info: dict
 
 
-def _solve_mip(gnet, bounds, region, w_att, gap, abs_gap, solver, time_limit, threads, log):
+def _solve_mip(gnet, bounds, region, w_att, gap, abs_gap, solver, time_limit, threads, log,
+               below: float = 0.0):
+    """min ||x' - x||_p over the region with some margin <= -below (0: the closed set)."""
     import scipy.sparse as sp
 
     from dynid.certify.encode import encode_relunet
@@ -627,19 +684,19 @@ def _solve_mip(gnet, bounds, region, w_att, gap, abs_gap, solver, time_limit, th
     m = SparseModel()
     enc = encode_relunet(m, gnet, bounds)
     g_lo, g_hi = bounds.lower[-1], bounds.upper[-1]
-    rows = np.nonzero(g_lo <= 0)[0]          # margins that can reach 0 in the region
+    rows = np.nonzero(g_lo <= -below)[0]     # margins that can reach -below in the region
     info = {"region_radius": R, "n_binaries_relu": int(enc.n_binaries)}
     if rows.size == 0:
         return _MipResult("infeasible", R, None, math.inf, "bounds", {}, {
             **info, "mip_status": "infeasible", "seconds_mip": time.perf_counter() - t0})
     sel = None
     if rows.size == 1:
-        m.set_bounds(enc.out[rows], ub=np.zeros(1))
-    else:   # some margin <= 0: g_j <= M_j (1 - s_j), sum s_j = 1
+        m.set_bounds(enc.out[rows], ub=np.array([-below]))
+    else:   # some margin <= -below: g_j <= -below + (M_j + below) (1 - s_j), sum s_j = 1
         sel = m.add_vars(rows.size, 0.0, 1.0, "B")
         for k, j in enumerate(rows):
-            M = max(float(g_hi[j]), 0.0)
-            m.add_row([enc.out[j], sel[k]], [1.0, M], -np.inf, M)
+            M = max(float(g_hi[j]), -below)
+            m.add_row([enc.out[j], sel[k]], [1.0, M + below], -np.inf, M)
         m.add_row(sel, np.ones(rows.size), 1.0, 1.0)
     aux = None
     squared = p == 2.0 and L2_FORM != "soc"
@@ -731,26 +788,43 @@ def _set_start(m, gnet, enc, w, x, p, aux, sel, rows):
                 np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in val]))
 
 
-def _step_across(gnet, side, xm, p, tries: int = 40):
+def _step_across(gnet, side, xm, p, tries: int = 40, seed: int = 0):
     """Move the MIP's boundary point (margin ~0) just across, to a float64 margin below
-    ``-max(tau, rounding bound)``: a step along the steepest descent of the smallest margins,
-    doubled until the check passes."""
+    ``-max(tau, rounding bound)``: steps of doubling length along a few directions, the
+    nearest crossing kept. Directions: the steepest descent of the smallest margins at the
+    point and at tiny random perturbations of it (the point is often a kink, where a one-sided
+    gradient can point the wrong way), and the ray from x through the point."""
     if side.other(xm):
         return xm
     y = np.clip(xm, side.lo, side.hi)
-    g = gnet.forward(y)
-    order = np.argsort(g)
-    J = gnet.jacobian(y)
-    slack = side.slack(y)
+    x = side.center
+    rng = np.random.default_rng(seed)
     floor = 4 * np.finfo(np.float64).eps * (1.0 + _norm(y, math.inf))
-    for j in order[:3]:
-        v, nq = _direction(J[j], p, _blocker(y, side.lo, side.hi))
-        if v is None:
-            continue
-        delta = max((max(g[j], 0.0) + 2 * slack[j]) / nq, floor)
+    blocked = _blocker(y, side.lo, side.hi)
+    g = gnet.forward(y)
+    slack = side.slack(y)
+    need = float(np.min(np.maximum(g, 0.0) + 2 * slack))
+    dirs = []
+    ray = y - x
+    if _norm(ray, p) > 0:
+        dirs.append((ray / _norm(ray, p), 1.0))
+    jitter = 1e-9 * (1.0 + _norm(y - x, math.inf))
+    for k in range(4):
+        yk = y if k == 0 else y + jitter * rng.standard_normal(y.size)
+        J = gnet.jacobian(yk)
+        for j in np.argsort(gnet.forward(yk))[:2]:
+            v, nq = _direction(J[j], p, blocked)
+            if v is not None:
+                dirs.append((v, nq))
+    best = None
+    for v, nq in dirs:
+        delta = max(need / nq, floor)
         for _ in range(tries):
+            if best is not None and delta >= best[0]:
+                break
             cand = np.clip(y + delta * v, side.lo, side.hi)
             if side.other(cand):
-                return cand
+                best = (delta, cand)
+                break
             delta *= 2.0
-    return None
+    return None if best is None else best[1]
