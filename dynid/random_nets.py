@@ -12,7 +12,8 @@ measures the *exact* distance with :func:`dynid.certify.boundary.boundary_distan
   executor (in-process, a process pool, Dask) can run it.
 - :func:`run_study` - runs points, appending each result to a JSON-lines file as it finishes;
   a rerun skips the points already there (resumable, Ctrl-C keeps what finished).
-- :func:`summarise` - medians, 45/55 percentiles and log-log slopes with bootstrap intervals.
+- :func:`summarise` - medians, 45/55 percentiles and log-log slopes with bootstrap intervals;
+  :func:`summary_rows`, :func:`slope_rows` flatten it for tables, :func:`plot_scaling` draws it.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def study_point(spec: dict) -> dict:
     info = cert.info
     keep = ("lower", "upper", "exact_lo", "exact_hi", "mip_status", "mip_solver", "mip_lower",
             "mip_upper", "n_unstable", "n_binaries_relu", "seconds_attack", "seconds_crown",
-            "seconds_bounds", "seconds_mip", "mip_message", "note")
+            "seconds_bounds", "seconds_mip", "mip_message", "note", "strict_mip",
+            "strict_mip_status", "seconds_strict_mip")
     row = {"key": point_key(spec), **{k: spec[k] for k in ("n", "net", "input", "norm")},
            "x_norm": float(np.linalg.norm(x, ord=p)), "status": cert.status.value,
            "seconds": time.perf_counter() - t0, "solver": cert.solver,
@@ -300,6 +302,51 @@ def summarise(rows, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> d
         out[p] = {"per_n": per_n, "slope": slopes, "theory": THEORY_SLOPE[p],
                   "authors": AUTHORS_SLOPE[p]}
     return out
+
+
+def summary_rows(summary: dict) -> list[dict]:
+    """Flat rows of :func:`summarise` per (norm, n), for tables: medians of the exact
+    distance (middle of the bracket), its 45-55 % range, the normalised median
+    ``d sqrt(n) / ||x||_p``, the medians of the attack and CROWN bounds, exact / attack,
+    the certified count and the seconds per distance."""
+    out = []
+    for p, s in summary.items():
+        for r in s["per_n"]:
+            out.append({"norm": p, "n": r["n"], "points": r["points"],
+                        "certified": r["certified"], "exact": r["exact"]["median"],
+                        "exact_p45": r["exact"]["p45"], "exact_p55": r["exact"]["p55"],
+                        "normalised": r["exact_normalised"]["median"],
+                        "attack": r["attack"]["median"], "crown": r["crown"]["median"],
+                        "exact_over_attack": r["ratio_exact_attack"],
+                        "exact_over_attack_min": r["ratio_exact_attack_min"],
+                        "seconds_median": r["seconds_median"], "seconds_p90": r["seconds_p90"]})
+    return out
+
+
+def slope_rows(summary: dict) -> list[dict]:
+    """Per norm and series: the log-log slope, its bootstrap interval, theory and the
+    authors' attack-based value."""
+    out = []
+    for p, s in summary.items():
+        for name, sl in s["slope"].items():
+            out.append({"norm": p, "series": name, "slope": sl["value"], "ci_lo": sl["ci_lo"],
+                        "ci_hi": sl["ci_hi"], "theory": s["theory"], "authors": s["authors"]})
+    return out
+
+
+def pool_map(workers: int):
+    """A ``map_fn`` for :func:`run_study`: the builtin ``map`` for one worker, else a spawned
+    process pool yielding results as they finish (each point single-threaded)."""
+    if int(workers) <= 1:
+        return map
+
+    def run(fn, specs):
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(int(workers)) as pool:
+            yield from pool.imap_unordered(fn, list(specs))
+
+    return run
 
 
 def _quantiles(v) -> dict:
