@@ -77,8 +77,17 @@ def _seed(*parts) -> int:
 
 
 def point_key(spec: dict) -> str:
-    """The resume key of a point: ``n{n}-net{i}-in{j}-l{norm}``."""
+    """The name of a point: ``n{n}-net{i}-in{j}-l{norm}``."""
     return f"n{spec['n']}-net{spec['net']}-in{spec['input']}-l{spec['norm']}"
+
+
+def point_config(spec: dict) -> str:
+    """A short hash of everything else in a point's spec (widths, seeds, time limit, solver,
+    ...): a rerun with other settings does not reuse rows computed under these."""
+    import hashlib
+
+    rest = {k: v for k, v in spec.items() if k not in ("n", "net", "input", "norm")}
+    return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def study_grid(ns=(8, 16, 32, 64, 128), n_nets: int = 30, n_inputs: int = 5, norms=NORMS,
@@ -145,7 +154,7 @@ def study_point(spec: dict) -> dict:
             "mip_upper", "n_unstable", "n_binaries_relu", "seconds_attack", "seconds_crown",
             "seconds_bounds", "seconds_mip", "mip_message", "note", "strict_mip",
             "strict_mip_status", "seconds_strict_mip")
-    row = {"key": point_key(spec), **{k: spec[k] for k in ("n", "net", "input", "norm")},
+    row = {"key": point_key(spec), "config": point_config(spec), **{k: spec[k] for k in ("n", "net", "input", "norm")},
            "x_norm": float(np.linalg.norm(x, ord=p)), "status": cert.status.value,
            "seconds": time.perf_counter() - t0, "solver": cert.solver,
            **{k: info[k] for k in keep if k in info}}
@@ -158,7 +167,7 @@ def study_point(spec: dict) -> dict:
 # ---------------------------------------------------------------------- resumable runs
 def load_rows(path) -> list[dict]:
     """The rows of a JSON-lines results file; a torn last line (a run killed mid-write) is
-    ignored, and a later row with the same key replaces an earlier one."""
+    ignored, and a later row with the same key and config replaces an earlier one."""
     path = Path(path)
     if not path.exists():
         return []
@@ -173,13 +182,15 @@ def load_rows(path) -> list[dict]:
             except json.JSONDecodeError:
                 continue
             if isinstance(row, dict) and "key" in row:
-                rows[row["key"]] = row
+                rows[row["key"], row.get("config")] = row
     return list(rows.values())
 
 
 def run_study(specs, path, *, map_fn=None, progress=None) -> list[dict]:
     """Run the points of ``specs`` not yet in the JSON-lines file ``path``, appending each
-    result as one line when it finishes; return every row (old and new) of the specs.
+    result as one line when it finishes; return every row (old and new) of the specs. A row
+    counts as done when its key and :func:`point_config` match a spec's (rows computed with
+    other settings stay in the file but are not reused).
 
     ``map_fn(fn, specs)`` runs the points (default: the builtin ``map``, in-process); any
     executor that yields results as they finish fits (a process pool's ``imap_unordered``,
@@ -189,10 +200,10 @@ def run_study(specs, path, *, map_fn=None, progress=None) -> list[dict]:
     """
     path = Path(path)
     specs = list(specs)
-    keys = {point_key(s) for s in specs}
+    keys = {point_key(s): point_config(s) for s in specs}
     if len(keys) != len(specs):
         raise ConfigError("the study has duplicate points (same n, net, input and norm)")
-    have = {r["key"]: r for r in load_rows(path) if r["key"] in keys}
+    have = {r["key"]: r for r in load_rows(path) if keys.get(r["key"]) == r.get("config")}
     todo = [s for s in specs if point_key(s) not in have]
     path.parent.mkdir(parents=True, exist_ok=True)
     done = len(have)
@@ -229,6 +240,18 @@ def _value(row, series):
 
 def _f(v) -> float:
     return math.inf if v == "inf" else (-math.inf if v == "-inf" else float(v))
+
+
+def bracket_ok(row) -> bool:
+    """Whether a row's bounds are ordered: CROWN <= exact_lo <= exact_hi <= attack.
+
+    Example
+    -------
+    >>> bracket_ok({"lower": 0.1, "exact_lo": 0.2, "exact_hi": 0.2, "upper": 0.3})
+    True
+    """
+    v = [_f(row[k]) for k in ("lower", "exact_lo", "exact_hi", "upper")]
+    return all(a <= b for a, b in zip(v[:-1], v[1:]))
 
 
 def loglog_slope(ns, values) -> float:
@@ -274,6 +297,7 @@ def summarise(rows, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> d
             norm_x = np.array([float(r["x_norm"]) for r in rn])
             row = {"n": n, "points": len(rn), "nets": len(nets),
                    "certified": sum(r["status"] == "certified" for r in rn),
+                   "bracket_violations": sum(not bracket_ok(r) for r in rn),
                    "seconds_median": float(np.median([r["seconds"] for r in rn])),
                    "seconds_p90": float(np.percentile([r["seconds"] for r in rn], 90)),
                    "ratio_exact_attack": float(np.median(e / att)),
@@ -289,13 +313,15 @@ def summarise(rows, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> d
         if len(ns) >= 2:
             for name in SERIES:
                 est = loglog_slope(ns, [r[name]["median"] for r in per_n])
+                vals = {n: [np.array([_value(r, name) for r in g]) for g in groups[n]]
+                        for n in ns}
                 boot = []
                 for _ in range(n_boot):
                     meds = []
                     for n in ns:
-                        g = groups[n]
+                        g = vals[n]
                         pick = rng.integers(0, len(g), len(g))
-                        meds.append(np.median([_value(r, name) for k in pick for r in g[k]]))
+                        meds.append(np.median(np.concatenate([g[k] for k in pick])))
                     boot.append(loglog_slope(ns, meds))
                 lo, hi = np.percentile(boot, [50 * (1 - ci), 50 * (1 + ci)])
                 slopes[name] = {"value": est, "ci_lo": float(lo), "ci_hi": float(hi)}
@@ -313,7 +339,9 @@ def summary_rows(summary: dict) -> list[dict]:
     for p, s in summary.items():
         for r in s["per_n"]:
             out.append({"norm": p, "n": r["n"], "points": r["points"],
-                        "certified": r["certified"], "exact": r["exact"]["median"],
+                        "certified": r["certified"],
+                        "bracket_violations": r["bracket_violations"],
+                        "exact": r["exact"]["median"],
                         "exact_p45": r["exact"]["p45"], "exact_p55": r["exact"]["p55"],
                         "normalised": r["exact_normalised"]["median"],
                         "attack": r["attack"]["median"], "crown": r["crown"]["median"],

@@ -68,7 +68,7 @@ def run(specs, points_path: Path, workers: int = 1) -> tuple[list[dict], bool]:
     the rows and whether every point finished (False after Ctrl-C)."""
     from tqdm import tqdm
 
-    from dynid.random_nets import load_rows, point_key, pool_map, run_study
+    from dynid.random_nets import load_rows, point_config, point_key, pool_map, run_study
 
     tty = sys.stderr.isatty()
     bar = tqdm(total=len(specs), unit="pt", dynamic_ncols=True, disable=not tty)
@@ -88,8 +88,8 @@ def run(specs, points_path: Path, workers: int = 1) -> tuple[list[dict], bool]:
         rows = run_study(specs, points_path, map_fn=pool_map(workers), progress=progress)
         complete = True
     except KeyboardInterrupt:
-        wanted = {point_key(s) for s in specs}
-        rows = [r for r in load_rows(points_path) if r["key"] in wanted]
+        wanted = {(point_key(s), point_config(s)) for s in specs}
+        rows = [r for r in load_rows(points_path) if (r["key"], r.get("config")) in wanted]
         print(f"\ninterrupted: {len(rows)} of {len(specs)} points kept in {points_path}; "
               "run the same command again to resume")
         complete = False
