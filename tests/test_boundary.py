@@ -318,3 +318,32 @@ def test_bad_input_is_refused_with_one_clear_line():
             boundary_distance(net, [0.0, 0.0], **kw)
     with pytest.raises(ShapeError):
         boundary_distance("net", [0.0, 0.0])
+
+
+# ------------------------------------------------------------------ CLI
+def test_cli_boundary_json_and_bad_input(tmp_path, capsys):
+    from dynid.cli import main
+    from dynid.modelfile import save_model
+
+    # sign of x0 + x1 - 1 on [-2, 2]^2: from the origin the line is 1/2 away in L-inf, 1 in L1
+    net = ReLUNet([np.array([[1.0, 1.0]])], [np.array([-1.0])],
+                  meta={"domain": {"lo": [-2.0, -2.0], "hi": [2.0, 2.0]}})
+    model = save_model(tmp_path / "line.h5", net)
+    out = tmp_path / "d.json"
+    for norm, truth in (("inf", 0.5), ("1", 1.0), ("2", 1 / math.sqrt(2))):
+        rc = main(["certify", "boundary", str(model), "--at", "0", "0", "--norm", norm,
+                   "--json", str(out)])
+        assert rc == 0
+        d = json.loads(out.read_text())
+        assert d["status"] == "certified"
+        assert d["value"] <= truth + 1e-9 and d["bound"] == pytest.approx(truth, abs=1e-6)
+        w = np.asarray(d["witness"]["x"])
+        assert w.sum() - 1 > 0                      # independent re-check: other side
+    assert "certified" in capsys.readouterr().out
+    bad = tmp_path / "never.json"
+    for args in (["--at", "0"], ["--at", "0", "0", "--time-limit", "-1"],
+                 ["--at", "0", "0", "--json", str(tmp_path)],
+                 ["--at", "9", "9", "--json", str(bad)]):   # outside the domain
+        assert main(["certify", "boundary", str(model), *args]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not bad.exists()

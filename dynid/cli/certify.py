@@ -64,6 +64,10 @@ def register(subparsers) -> None:
 
     register_box(sub)
 
+    from dynid.cli.boundary import register as register_boundary   # dynid certify boundary
+
+    register_boundary(sub)
+
 
 def _box(net, args):
     if args.lo is None and args.hi is None:
