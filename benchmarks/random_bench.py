@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from _common import RESULTS, write_results  # noqa: E402
 from random_scaling import run, tables  # noqa: E402
 
-from dynid.random_nets import (plot_scaling, slope_rows, study_grid, summarise,  # noqa: E402
-                               summary_rows)
+from dynid.random_nets import (load_rows, plot_scaling, slope_rows, study_grid,  # noqa: E402
+                               summarise, summary_rows)
 
 GOAL_SECONDS = 10.0   # n = 128, L-inf, median seconds per exact distance
 
@@ -66,19 +66,27 @@ def main(argv=None) -> int:
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    rows, complete = run(specs, RESULTS / f"{name}_points.jsonl", args.workers)
+    points_path = RESULTS / f"{name}_points.jsonl"
+    before = len(load_rows(points_path))
+    rows, complete = run(specs, points_path, args.workers)
     if not rows:
         return 1
     summary = summarise(rows)
     per_n, slopes = summary_rows(summary), slope_rows(summary)
     inf128 = [r for r in per_n if r["norm"] == "inf" and r["n"] == 128]
-    extra = {"settings": {"quick": args.quick, "ns": args.ns, "nets": args.nets,
-                          "inputs": args.inputs, "norms": args.norms, "widths": widths,
-                          "bias_std": 0.0, "time_limit": args.time_limit,
-                          "solver": args.solver, "workers": args.workers, "gap": 1e-4},
+    settings = {"quick": args.quick, "ns": args.ns, "nets": args.nets, "inputs": args.inputs,
+                "norms": args.norms, "widths": widths, "bias_std": 0.0,
+                "time_limit": args.time_limit, "solver": args.solver, "gap": 1e-4}
+    extra = {"settings": {**settings, "workers": args.workers},
              "complete": complete, "points": len(rows),
              "load_average_start": load_start, "load_average_end": os.getloadavg(),
              "wall_seconds": time.perf_counter() - t0,
+             # every invocation that computed points, with its load (a resumed or re-summarised
+             # run keeps the earlier ones); each row also has the load when it finished
+             "runs": _runs(name, settings, {
+                 "date": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_start": load_start,
+                 "load_average_end": os.getloadavg(), "wall_seconds": time.perf_counter() - t0,
+                 "points_computed": len(load_rows(points_path)) - before}),
              "goal_inf_128_median_seconds": GOAL_SECONDS,
              "inf_128_median_seconds": inf128[0]["seconds_median"] if inf128 else None,
              "slopes": slopes, "summary": summary}
@@ -94,6 +102,21 @@ def main(argv=None) -> int:
     print(f"\nwrote {path} and {RESULTS / (name + '.png')}; load average "
           f"{load_start[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0 if complete else 130
+
+
+def _runs(name: str, settings: dict, this: dict) -> list[dict]:
+    """The earlier invocations recorded in NAME.json for the same settings, plus this one
+    when it computed points."""
+    import json
+
+    old = []
+    try:
+        prev = json.loads((RESULTS / f"{name}.json").read_text())
+        if {k: v for k, v in prev.get("settings", {}).items() if k != "workers"} == settings:
+            old = prev.get("runs", [])
+    except (OSError, ValueError):
+        pass
+    return old + ([this] if this["points_computed"] > 0 else [])
 
 
 if __name__ == "__main__":

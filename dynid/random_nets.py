@@ -153,12 +153,13 @@ def study_point(spec: dict) -> dict:
     keep = ("lower", "upper", "exact_lo", "exact_hi", "mip_status", "mip_solver", "mip_lower",
             "mip_upper", "n_unstable", "n_binaries_relu", "seconds_attack", "seconds_crown",
             "seconds_bounds", "seconds_mip", "mip_message", "note", "strict_mip",
-            "strict_mip_status", "seconds_strict_mip")
+            "strict_mip_status", "seconds_strict_mip", "tie_plateau")
     row = {"key": point_key(spec), "config": point_config(spec), **{k: spec[k] for k in ("n", "net", "input", "norm")},
            "x_norm": float(np.linalg.norm(x, ord=p)), "status": cert.status.value,
            "seconds": time.perf_counter() - t0, "solver": cert.solver,
            **{k: info[k] for k in keep if k in info}}
     row["witness_checked"] = cert.witness is not None
+    row["load_average"] = list(os.getloadavg())
     from dynid.results import jsonable
 
     return jsonable(row)
@@ -270,8 +271,11 @@ def loglog_slope(ns, values) -> float:
 def summarise(rows, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict:
     """Per norm: per-n medians and 45/55 percentiles of each series (``exact`` = the middle of
     the bracket, ``exact_lo``, ``exact_hi``, ``attack``, ``crown``), of the normalised distance
-    ``d sqrt(n) / ||x||_p`` and of the seconds; the ratio exact / attack; and the log-log slope
-    of the per-n medians with a bootstrap interval (nets resampled within each n).
+    ``d sqrt(n) / ||x||_p`` and of the seconds; the ratio exact / attack (on the certified
+    points; ``ratio_lo_attack`` / ``ratio_hi_attack``: the bracket's ends over all points); and
+    the log-log slope of the per-n medians with a bootstrap interval (nets resampled within
+    each n). Points where no other side was found (``upper = inf``) are only counted
+    (``no_other_side``).
 
     Example
     -------
@@ -285,7 +289,13 @@ def summarise(rows, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> d
     rng = np.random.default_rng(seed)
     out = {}
     for p in sorted({r["norm"] for r in rows}, key=lambda s: NORMS.index(s)):
-        rs = [r for r in rows if r["norm"] == p]
+        # a point whose attack found no other side (upper = inf) has no finite bracket: it
+        # is counted, not averaged in
+        rs = [r for r in rows if r["norm"] == p and math.isfinite(_f(r["upper"]))]
+        lost = {}
+        for r in rows:
+            if r["norm"] == p and not math.isfinite(_f(r["upper"])):
+                lost[int(r["n"])] = lost.get(int(r["n"]), 0) + 1
         ns = sorted({int(r["n"]) for r in rs})
         per_n, groups = [], {}
         for n in ns:
@@ -294,14 +304,23 @@ def summarise(rows, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> d
             groups[n] = [[r for r in rn if r["net"] == k] for k in nets]
             e = np.array([_value(r, "exact") for r in rn])
             att = np.array([_value(r, "attack") for r in rn])
+            lo = np.array([_value(r, "exact_lo") for r in rn])
+            hi = np.array([_value(r, "exact_hi") for r in rn])
+            ok = np.array([r["status"] == "certified" for r in rn])
             norm_x = np.array([float(r["x_norm"]) for r in rn])
-            row = {"n": n, "points": len(rn), "nets": len(nets),
+            row = {"n": n, "points": len(rn), "nets": len(nets), "no_other_side": lost.get(n, 0),
                    "certified": sum(r["status"] == "certified" for r in rn),
                    "bracket_violations": sum(not bracket_ok(r) for r in rn),
                    "seconds_median": float(np.median([r["seconds"] for r in rn])),
                    "seconds_p90": float(np.percentile([r["seconds"] for r in rn], 90)),
-                   "ratio_exact_attack": float(np.median(e / att)),
-                   "ratio_exact_attack_min": float(np.min(e / att)),
+                   # exact / attack on the points whose bracket closed (None if none) ...
+                   "ratio_exact_attack": float(np.median(e[ok] / att[ok])) if ok.any() else None,
+                   "ratio_exact_attack_min": float(np.min(e[ok] / att[ok])) if ok.any()
+                   else None,
+                   # ... and over every point, from the bracket's ends (the true ratio lies
+                   # between these medians' points, point by point)
+                   "ratio_lo_attack": float(np.median(lo / att)),
+                   "ratio_hi_attack": float(np.median(hi / att)),
                    "ratio_crown_exact": float(np.median(
                        [_value(r, "crown") for r in rn] / e))}
             for name in SERIES:
@@ -347,6 +366,8 @@ def summary_rows(summary: dict) -> list[dict]:
                         "attack": r["attack"]["median"], "crown": r["crown"]["median"],
                         "exact_over_attack": r["ratio_exact_attack"],
                         "exact_over_attack_min": r["ratio_exact_attack_min"],
+                        "lo_over_attack": r["ratio_lo_attack"],
+                        "hi_over_attack": r["ratio_hi_attack"],
                         "seconds_median": r["seconds_median"], "seconds_p90": r["seconds_p90"]})
     return out
 
@@ -384,7 +405,8 @@ def _quantiles(v) -> dict:
 
 def plot_scaling(summary: dict, path, title: str = "") -> None:
     """The paper-style figure: ``distance * sqrt(n) / ||x||_p`` against n (flat if the law
-    holds), median and 45-55 % band of the exact distance, with the attack and CROWN medians.
+    holds): the medians of the MIP bracket's ends (a band; it closes where the MIPs were
+    solved) and of its middle, with the attack and CROWN medians.
     Written atomically as PNG/PDF/SVG by the extension of ``path``."""
     import matplotlib
 
@@ -399,11 +421,11 @@ def plot_scaling(summary: dict, path, title: str = "") -> None:
         per = summary[p]["per_n"]
         ns = [r["n"] for r in per]
         med = [r["exact_normalised"]["median"] for r in per]
-        ax.fill_between(ns, [r["exact_normalised"]["p45"] for r in per],
-                        [r["exact_normalised"]["p55"] for r in per], alpha=0.3,
-                        label="exact 45-55 %")
+        ax.fill_between(ns, [r["exact_lo_normalised"]["median"] for r in per],
+                        [r["exact_hi_normalised"]["median"] for r in per], alpha=0.3,
+                        label="MIP bracket (medians of its ends)")
         sl = summary[p]["slope"].get("exact")
-        lab = "exact (MIP)" + (f", slope {sl['value']:+.2f}" if sl else "")
+        lab = "bracket middle" + (f", slope {sl['value']:+.2f}" if sl else "")
         ax.plot(ns, med, "o-", label=lab)
         ax.plot(ns, [r["attack_normalised"]["median"] for r in per], "s--", ms=4,
                 label="attack (PGD)")

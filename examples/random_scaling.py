@@ -104,17 +104,18 @@ def tables(summary: dict) -> str:
 
     def table(rows, cols):
         def fmt(v):
-            return f"{v:.4g}" if isinstance(v, float) else str(v)
+            return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
         return "\n".join(lines)
 
-    slopes = [r for r in slope_rows(summary) if r["series"] in ("exact", "attack", "crown")]
+    slopes = slope_rows(summary)
     return (table(slopes, ["norm", "series", "slope", "ci_lo", "ci_hi", "theory", "authors"])
             + "\n\n" + table(summary_rows(summary),
                               ["norm", "n", "points", "certified", "exact", "exact_p45",
-                               "exact_p55", "normalised", "exact_over_attack", "crown",
-                               "seconds_median", "seconds_p90"]))
+                               "exact_p55", "normalised", "exact_over_attack",
+                               "hi_over_attack", "crown", "seconds_median", "seconds_p90",
+                               "bracket_violations"]))
 
 
 def main(argv=None) -> int:

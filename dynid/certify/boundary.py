@@ -335,11 +335,14 @@ def boundary_distance(net: ReLUNet, x, norm="inf", domain=None, *, solver: str =
     if stepped is not None and _norm(stepped - x, p) < hi:
         witness_x, hi = stepped, _norm(stepped - x, p)
         info["step"] = hi - mip.dist
-    if mip.x is not None and stepped is None:
-        # the nearest point with margin <= 0 cannot be stepped across: it sits on a plateau
-        # where the margin is 0 (a tie, e.g. every unit of a layer dead in a bias-free net)
-        # or on a sliver thinner than the solver's tolerances. The closed-set bound stays
-        # valid; a second MIP asks for margin <= -tau2 to get a witness
+    far = mip.status == "optimal" and hi - lo > abs_gap + gap * hi
+    if mip.x is not None and (stepped is None or far):
+        # the nearest point with margin <= 0 cannot be stepped across (or only far away): it
+        # sits on a plateau where the margin is 0 (a tie, e.g. every unit of a layer dead in
+        # a bias-free net) or on a sliver thinner than the solver's tolerances. The
+        # closed-set bound stays valid; a second MIP asks for margin <= -tau2 to get a witness
+        if mip.status == "optimal":   # solved, yet no point of the open set near its optimum
+            info["tie_plateau"] = True
         tau2 = max(STRICT_REL * float(np.max(np.abs(g_x))), 1e3 * tau, 1e-300)
         left = None if time_limit is None else max(0.05, time_limit - (time.perf_counter() - t0))
         strict = _solve_mip(gnet, bounds, region, w_att, gap, abs_gap, solver, left, threads,
