@@ -15,10 +15,11 @@ boundary is bracketed by ``dynid.certify.boundary_distance``: CROWN certified ra
 
 Run: ``python benchmarks/random_bench.py`` (the full study: 30 nets x 5 inputs per n, 120 s
 per distance; many hours on 2 cores, ``--workers`` on a bigger machine), a reduced grid with
-``--nets 10 --inputs 2 --time-limit 60``, or ``--quick`` (n <= 32, 3 nets, widths 32-32, < 2
-min idle; written to random_bench_quick.* so it never overwrites a long run). Points are
-appended to ``benchmarks/results/random_bench_points.jsonl`` as they finish: rerunning the same
-command resumes. Writes benchmarks/results/random_bench.json and random_bench.png and prints
+``--nets 20 --inputs 1 --time-limit 30 --workers 2`` (the run in the README), or ``--quick``
+(n <= 32, 3 nets, widths 32-32, < 2 min idle; written to random_bench_quick.* so it never
+overwrites a long run). Points are appended to ``benchmarks/results/random_bench_points.jsonl``
+as they finish: rerunning the same command resumes (rows computed with other settings are
+kept in the file but not reused). Writes benchmarks/results/random_bench.json and random_bench.png and prints
 markdown tables.
 """
 
