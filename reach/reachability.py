@@ -124,15 +124,21 @@ def _prefix_bounds(full, net_j: ReLUNet):
 
 
 def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: int,
-               engine: str = "crown", unrolled=None, engine_opts=None, tick=None):
+               engine: str = "crown", unrolled=None, engine_opts=None, tick=None, extra=None):
     """Bounds of ``D x_k`` for k = 1..steps from one box ``[lo, hi]``.
 
     Intermediate bounds are computed once per window (on the deepest unrolling of the window)
     and shared by its steps: layer-by-layer methods give the same hidden-layer bounds for every
     prefix, so this is a saving, not a loosening.
 
+    ``extra = (lo, hi)`` is the box of further inputs of the unrolled nets (disturbances, see
+    :mod:`reach.disturbance`), appended to every anchor box.
+
     Returns ``(lower, upper, seconds)`` with shapes (steps, m), (steps, m), (steps,).
     """
+    def box(a, b):
+        return (a, b) if extra is None else (np.r_[a, extra[0]], np.r_[b, extra[1]])
+
     from reach.engines import intermediate
 
     n = step_net.n_in
@@ -154,10 +160,10 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
         if reuse:
             if full is None:
                 deepest = unrolled(min(window, steps - anchor))
-                full = intermediate(deepest, a_lo, a_hi, method,
+                full = intermediate(deepest, *box(a_lo, a_hi), method,
                                     **({"device": opts["device"]} if "device" in opts else {}))
             kw["bounds"] = _prefix_bounds(full, net_j)
-        low, up = bound(net_j, a_lo, a_hi, D, engine=engine, **kw)
+        low, up = bound(net_j, *box(a_lo, a_hi), D, engine=engine, **kw)
         # keep every interval ordered: rounding in a degenerate box must not flip a bound
         up = np.maximum(up, low)
         lower[k - 1], upper[k - 1] = low, up
@@ -213,7 +219,7 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
 def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
           engine: str = "crown", template="box", window: int | None = None,
           partitions=None, cells=None, progress=None, engine_opts: dict | None = None,
-          state_names=None):
+          state_names=None, model_error=None, error_box=None):
     """Sound per-step over-approximations of the states reachable from the box X0.
 
     Parameters
@@ -230,6 +236,10 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     progress : None, True (a tqdm bar) or a callable taking a message
     engine_opts : options passed to the engine (``intermediate``, ``solver``, ``time_limit``)
     state_names : names of the coordinates (default from ``step_net.meta['state_names']``)
+    model_error : None (sets of the surrogate), or a per-state bound e of the model error
+        (an array or a :class:`dynid.certify.model_error.ModelErrorBound`): sets of the plant,
+        see :mod:`reach.disturbance`; ``error_box`` = (lo, hi) where e holds (default: the
+        bound's box). ``attrs['about']`` says which.
 
     Returns
     -------
@@ -275,12 +285,17 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     lower = np.full((steps + 1, m, P), np.nan)
     upper = np.full((steps + 1, m, P), np.nan)
     seconds = np.zeros(steps + 1)
-    unrolled = _Unrolled(step_net)
+    unrolled, plant, extra = _Unrolled(step_net), None, None
+    if model_error is not None:        # the plant: F(x) + w, w in [-e, e] (reach.disturbance)
+        from reach.disturbance import PlantSetup
+
+        plant = PlantSetup(step_net, model_error, w, error_box)
+        unrolled, extra = plant.unrolled, plant.extra
     tick = _progress(progress, P * steps, f"reach {method}/{engine}")
     t_start = time.perf_counter()
     complete = True
     try:
-        chunk = CELL_BATCH if engine == "crown" else 1
+        chunk = CELL_BATCH if engine == "crown" and plant is None else 1
         for start in range(0, P, chunk):
             part = cells[start:start + chunk]
             for c, (clo, chi) in enumerate(part, start):
@@ -288,7 +303,7 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
             if len(part) == 1:
                 res = [reach_cell(step_net, part[0][0], part[0][1], steps, D=D, window=w,
                                   engine=engine, unrolled=unrolled, engine_opts=engine_opts,
-                                  tick=tick)]
+                                  tick=tick, extra=extra)]
             else:   # many cells: one batched CROWN pass (same bounds, fewer Python steps)
                 res = reach_cells(step_net, [c[0] for c in part], [c[1] for c in part], steps,
                                   D=D, window=w, engine=engine, unrolled=unrolled,
@@ -302,7 +317,10 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     finally:
         tick.close()
     total = time.perf_counter() - t_start
-    return _dataset(lower, upper, D, cells, names, seconds, attrs=dict(
+    about = {"about": "surrogate"}
+    if plant is not None:
+        lower, upper, about = plant.mark(lower, upper, D)
+    return _dataset(lower, upper, D, cells, names, seconds, attrs=dict(**about,
         method=method, engine=engine, window=w,
         template=template if isinstance(template, str) else "matrix",
         steps=steps, n_cells=P, seconds_total=total, complete=int(complete),
