@@ -3,8 +3,8 @@
 :func:`plant_reach` does what an engineer's review needs in one call:
 
 1. the box B where the model error is certified: given, or the hull of the surrogate's
-   reachable sets grown by a margin (if the plant's sets then leave B, B grows to cover them
-   and e is certified again, at most ``tries`` times);
+   reachable sets grown by a margin, within the model's training domain (if the plant's sets
+   then leave B, B grows to cover them and e is certified again, at most ``tries`` times);
 2. ``e`` on B by :func:`dynid.certify.model_error.model_error` (the true flow / Euler / RK4
    map of the model's system);
 3. the plant's sets: the surrogate plus a disturbance in [-e, e] per step
@@ -59,6 +59,7 @@ class PlantRun:
                "final_box": {"lo": lo.tolist(), "hi": hi.tolist()},
                "boxes": {"lo": ds.box_lo.values.tolist(), "hi": ds.box_hi.values.tolist()},
                "true_runs": f.n_samples, "true_runs_outside": f.outside, "sound": f.sound,
+               "samples": f.n_samples,
                "tries": self.tries}
         if np.all(np.isfinite(lo)):
             out["error"] = error_ratio(lo, hi, f.inner_lo[K], f.inner_hi[K])
@@ -151,9 +152,17 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None
     x0_lo, x0_hi = np.asarray(x0_lo, float), np.asarray(x0_hi, float)
     if surrogate is None:
         surrogate = reach(net, x0_lo, x0_hi, steps, **reach_opts)
+    dom = meta.get("domain") if isinstance(meta.get("domain"), dict) else None
+    clip = lambda b: b if dom is None else (np.maximum(b[0], dom["lo"]),   # noqa: E731
+                                            np.minimum(b[1], dom["hi"]))
     if error_box is None:
+        # the automatic box stays inside the training domain: beyond it the surrogate is not
+        # a model of anything (give error_box to certify elsewhere)
         box = default_error_box(surrogate, margin)
-        box = (np.minimum(box[0], x0_lo), np.maximum(box[1], x0_hi))
+        box = clip((np.minimum(box[0], x0_lo), np.maximum(box[1], x0_hi)))
+        if np.any(box[0] > box[1]):
+            raise ConfigError("the initial box lies outside the model's training domain: give "
+                              "the model-error box explicitly")
         grow = True
     else:
         box = (np.asarray(error_box[0], float), np.asarray(error_box[1], float))
@@ -175,7 +184,10 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None
         lo = np.minimum(box[0], np.nanmin(ds.box_lo.values[:k], axis=0))
         hi = np.maximum(box[1], np.nanmax(ds.box_hi.values[:k], axis=0))
         w = hi - lo
-        box = (lo - margin * w, hi + margin * w)
+        new = clip((lo - margin * w, hi + margin * w))
+        if np.allclose(new[0], box[0]) and np.allclose(new[1], box[1]):
+            break                          # the box cannot grow further
+        box = new
     rng = np.random.default_rng(seed)
     x0 = np.vstack([corners(x0_lo, x0_hi),
                     x0_lo + (x0_hi - x0_lo) * rng.random((int(samples), x0_lo.size))])
@@ -184,3 +196,145 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None
 
 
 __all__ = ["PlantRun", "plant_reach", "true_runs", "default_error_box"]
+
+
+# ---------------------------------------------------------------------- CLI, stage and report
+def plant_options(options: dict) -> tuple[dict, dict]:
+    """Split reach config options into (reach options, plant options) for :func:`plant_reach`
+    (``refine`` is not available for the plant: give ``partitions``)."""
+    opts = dict(options)
+    if float(opts.pop("refine", 0) or 0) > 0:
+        raise ConfigError("partition refinement (refine) is not available for the plant's "
+                          "sets: use partitions = N")
+    plant = {k: opts.pop(k) for k in ("samples", "seed") if k in opts}
+    opts.pop("projections", None)
+    return opts, plant
+
+
+def comparison_rows(run: PlantRun) -> list[dict]:
+    """Per step: widths of the plant's set, the surrogate's set and the true runs."""
+    ds, sur, f = run.dataset, run.surrogate, run.falsification
+    names = [str(s) for s in ds.state.values]
+    rows = []
+    for k in ds.step.values:
+        k = int(k)
+        row = {"step": k}
+        for i, nm in enumerate(names):
+            row[f"{nm} plant"] = float(ds.box_hi.values[k, i] - ds.box_lo.values[k, i])
+            if sur is not None:
+                row[f"{nm} surrogate"] = float(sur.box_hi.values[k, i] - sur.box_lo.values[k, i])
+            row[f"{nm} true runs"] = float(f.inner_hi[k, i] - f.inner_lo[k, i])
+        rows.append(row)
+    return rows
+
+
+def add_plant_section(report, run: PlantRun, projections=((0, 1),)) -> None:
+    """The plant's sets in an HtmlReport: what they rest on (the model error and its box),
+    the per-step sets with the true system's runs, and widths against the surrogate's."""
+    from reach.disturbance import describe
+    from reach.report import add_reach_section
+
+    me = run.model_error
+    add_reach_section(report, run.dataset, run.falsification, (), projections,
+                      "Reachable sets of the plant (the true system)",
+                      setup={"model error": me.summary(),
+                             "model error box lo": np.asarray(run.error_box[0]).tolist(),
+                             "model error box hi": np.asarray(run.error_box[1]).tolist(),
+                             "true-system runs outside the plant's sets":
+                                 run.falsification.outside})
+    report.add_text(describe(run.dataset) + ". The points are runs of the true system "
+                    "(its own integrator), not of the surrogate.")
+    report.add_table(comparison_rows(run), caption="set widths per step: plant (surrogate + "
+                     "certified model error) vs surrogate vs sampled true runs")
+
+
+def run_plant_config(cfg, progress=None) -> PlantRun:
+    """``dynid reach ... --for plant``: a parsed ReachConfig run for the plant; writes the
+    plant's sets (netCDF) and a report with both sets where the config asks."""
+    from reach.reachability import save_reach
+
+    opts, extra = plant_options(cfg.options)
+    err = opts.pop("error_box", None)
+    run = plant_reach(cfg.step_net, cfg.lo, cfg.hi, cfg.steps, error_box=err,
+                      progress=progress, **extra, **opts)
+    if cfg.out is not None:
+        save_reach(run.dataset, cfg.out)
+    if cfg.report is not None:
+        from dynid.report import HtmlReport
+        from reach.report import add_reach_section
+
+        n = run.dataset.sizes["state"]
+        proj = cfg.options.get("projections") or ([(0, 1)] if n >= 2 else [])
+        proj = [tuple(p) for p in proj]
+        rep = HtmlReport(cfg.title)
+        add_reach_section(rep, run.surrogate, None, (), proj, "Reachable sets of the surrogate")
+        add_plant_section(rep, run, proj)
+        rep.save(cfg.report)
+    return run
+
+
+PLANT_STAGE_KEYS = {"rtol", "time_limit", "max_cells", "lo", "hi", "margin", "samples",
+                    "slopes"}
+
+
+def has_equations(net) -> bool:
+    """Whether the model names a catalogue/registered system with CasADi equations whose
+    states are the model's inputs and outputs (an autonomous surrogate of that system)."""
+    meta = net.meta if isinstance(net.meta, dict) else {}
+    if not meta.get("system") or not meta.get("dt"):
+        return False
+    try:
+        system = _system_of(net, None)
+    except Exception:  # an unknown or unbuildable system: no equations to certify with
+        return False
+    m = len(getattr(system, "input_names", ()) or ())
+    return bool(system.has_casadi and net.n_out == system.n_state
+                and net.n_in == system.n_state + m == net.n_out)
+
+
+def stage_plant(section: dict, ctx, rc, surrogate_run, projections) -> PlantRun | None:
+    """The pipeline reach stage's plant part (``for = "both" | "plant" | "surrogate"``,
+    ``[reach.model_error]`` options): certify e, compute the plant's sets on the surrogate's
+    cells, simulate the true system, write plant_reach.nc and model_error.json, report."""
+    from dynid.pipeline import check_keys
+    from dynid.results import jsonable
+    from reach.reachability import save_reach
+
+    about = section.get("for", "both")
+    if about not in ("both", "plant", "surrogate"):
+        raise ConfigError(f"[reach] for = {about!r} must be one of both, plant, surrogate")
+    if about == "surrogate":
+        return None
+    if not has_equations(rc.step_net):
+        if about == "plant":
+            raise ConfigError("[reach] for = 'plant' needs a model of a system with equations "
+                              "(system, params and dt in the model file)")
+        ctx.log("reach: no system equations behind the model: sets of the surrogate only")
+        return None
+    me_opts = dict(section.get("model_error") or {})
+    check_keys(me_opts, PLANT_STAGE_KEYS, "[reach.model_error]")
+    box = (me_opts.pop("lo"), me_opts.pop("hi")) if "lo" in me_opts else None
+    margin = float(me_opts.pop("margin", 0.25))
+    samples = int(me_opts.pop("samples", 2000))
+    opts = {k: v for k, v in rc.options.items()
+            if k in ("method", "engine", "template", "window", "engine_opts")}
+    sds = surrogate_run.dataset
+    opts["cells"] = list(zip(sds.cell_lo.values, sds.cell_hi.values))
+    ctx.log(f"reach: certifying the model error and the plant's sets ({samples} true runs)")
+    run = plant_reach(rc.step_net, rc.lo, rc.hi, rc.steps, error_box=box, margin=margin,
+                      model_error_opts=me_opts, samples=samples, surrogate=sds,
+                      seed=int(rc.options.get("seed", 0)), progress=ctx.log, **opts)
+    out = ctx.run_dir / "plant_reach.nc"
+    save_reach(run.dataset, out)
+    from dynid.atomic import write_text_atomic
+    import json
+
+    write_text_atomic(ctx.run_dir / "model_error.json",
+                      json.dumps(run.model_error.to_dict(), indent=2) + "\n")
+    ctx.artifacts["plant_reach"] = out
+    ctx.summary.setdefault("reach", {})["plant"] = jsonable({**run.summary(),
+                                                             "file": out.name})
+    ctx.log(f"reach: {run.model_error.summary()}; true runs outside the plant's sets: "
+            f"{run.falsification.outside}")
+    add_plant_section(ctx.report, run, projections)
+    return run

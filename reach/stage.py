@@ -4,7 +4,10 @@ Keys of the ``[reach]`` table, with defaults: model (default: the run's model), 
 (default: the central 10 % of the model's training domain in every coordinate), steps = 5,
 method = "one-shot", engine = "crown", template = "box", window, partitions, refine = 0
 (seconds of greedy refinement), samples = 20000, seed = 0, projections = [[0, 1]],
-spec = [ {type = "box", lo = .., hi = ..}, ... ], out = "reach.nc".
+spec = [ {type = "box", lo = .., hi = ..}, ... ], out = "reach.nc", for = "both" (sets of
+the surrogate and, when the model's system has equations, of the plant through a certified
+model error: "surrogate" | "plant" | "both"), model_error = {rtol, time_limit, max_cells,
+lo, hi, margin, samples, slopes} (see reach.plant.stage_plant).
 
 Writes reach.nc, adds a section (per-step table, figures, verdicts) to the run's report and
 puts the summary under ``ctx.summary["reach"]``.
@@ -24,7 +27,7 @@ from dynid.errors import ConfigError
 
 KEYS = {"model", "lo", "hi", "steps", "method", "engine", "template", "window", "partitions",
         "refine", "samples", "seed", "projections", "spec", "out", "engine_opts", "plant",
-        "benchmark", "title"}
+        "benchmark", "title", "for", "model_error"}
 
 
 def _default_box(net):
@@ -74,3 +77,6 @@ def run(section: dict, ctx) -> None:
     proj = projections if projections is not None else ([(0, 1)] if n >= 2 else [])
     add_reach_section(ctx.report, result.dataset, result.falsification, result.verdicts,
                       [tuple(p) for p in proj], "Reachable sets of the surrogate")
+    from reach.plant import stage_plant   # the plant's sets through a certified model error
+
+    stage_plant(section, ctx, rc, result, [tuple(p) for p in proj])

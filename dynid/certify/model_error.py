@@ -91,13 +91,16 @@ class ModelErrorBound(Certificate):
         return d
 
     def summary(self) -> str:
-        ratio = (float(np.max(self.e / np.maximum(self.sampled, 1e-300)))
-                 if self.sampled is not None and np.all(np.isfinite(self.e)) else float("nan"))
         es = ", ".join(f"{v:.4g}" for v in np.asarray(self.e, float))
-        ss = ", ".join(f"{v:.4g}" for v in np.asarray(self.sampled, float))
-        return (f"model error [{self.label}]: e = [{es}] (largest found [{ss}], ratio "
-                f"{ratio:.3g})  {self.map} map, dt={self.dt:g}, {self.status.value}, "
-                f"{self.seconds:.2f}s")
+        if self.empirical:
+            found = f"max over {self.info.get('samples')} samples"
+        else:
+            ratio = (float(np.max(self.e / np.maximum(self.sampled, 1e-300)))
+                     if np.all(np.isfinite(self.e)) else float("nan"))
+            ss = ", ".join(f"{v:.4g}" for v in np.asarray(self.sampled, float))
+            found = f"largest error found [{ss}], ratio {ratio:.3g}"
+        return (f"model error [{self.label}]: e = [{es}] ({found})  {self.map} map, "
+                f"dt={self.dt:g}, status {self.status.value}, {self.seconds:.2f}s")
 
 
 # ---------------------------------------------------------------------- inputs
@@ -263,8 +266,12 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
         truemap.choose_substeps(C - probe, C + probe, rho_target)
     cells = _Cells(net, truemap, slopes)
     bound, low, contrib, C = cells(LO, HI)
-    best = low.max(axis=0)
-    witness = C[low.argmax(axis=0)]
+    # the box corners as points: extreme errors often sit there (a better lower bound)
+    K = _corners(Z_lo, Z_hi)
+    low_k, C_k = cells(K, K)[1], K
+    low_all, C_all = np.vstack([low, low_k]), np.vstack([C, C_k])
+    best = low_all.max(axis=0)
+    witness = C_all[low_all.argmax(axis=0)]
     closed_max = np.zeros(n)
     n_eval, rounds, stop = len(LO), 0, "target reached"
     try:
@@ -345,6 +352,15 @@ def _grid(lo, hi, k: int):
         raise ConfigError(f"initial grid of {k}^{lo.size} cells is too large")
     cells = grid_cells(lo, hi, int(k))
     return np.array([c[0] for c in cells]), np.array([c[1] for c in cells])
+
+
+def _corners(lo, hi, max_dim: int = 12):
+    import itertools
+
+    if lo.size > max_dim:
+        return np.vstack([lo, hi])
+    return np.array([np.where(bits, hi, lo) for bits in
+                     itertools.product((False, True), repeat=lo.size)], dtype=np.float64)
 
 
 def _bisect(LO, HI, dims):

@@ -1,4 +1,4 @@
-"""``dynid certify invertibility|radius``: certificates of (non)invertibility from the CLI."""
+"""``dynid certify invertibility|radius|model-error``: certificates from the CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dynid.errors import ConfigError, ShapeError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("certify", help="certify invertibility / local radii of a model",
+    p = subparsers.add_parser("certify", help="certify invertibility / local radii / the model error of a model",
                               description="Prove that a surrogate is (or is not) invertible "
                                           "on a box, or find certified radii of local "
                                           "invertibility at points.")
@@ -59,6 +59,10 @@ def register(subparsers) -> None:
     add_solver_options(rad)
     add_json_option(rad)
     rad.set_defaults(func=_radius)
+
+    from dynid.cli.model_error import register as register_model_error
+
+    register_model_error(sub)              # certify model-error (dynid/cli/model_error.py)
 
 
 def _box(net, args):
