@@ -359,7 +359,50 @@ def _pow(a, b):
     return _clean(out_lo, out_hi)
 
 
+def _truth(true, false):
+    """{0, 1}-valued comparison: [1, 1] where it surely holds, [0, 0] where it surely fails,
+    [0, 1] where the boxes leave it open."""
+    return np.where(false, 0.0, np.where(true, 1.0, 0.0)), np.where(true, 1.0,
+                                                                    np.where(false, 0.0, 1.0))
+
+
+def _le(a, b):
+    return _truth(a[1] <= b[0], a[0] > b[1])
+
+
+def _lt(a, b):
+    return _truth(a[1] < b[0], a[0] >= b[1])
+
+
+def _eq(a, b):
+    point = (a[0] == a[1]) & (b[0] == b[1]) & (a[0] == b[0])
+    return _truth(point, (a[1] < b[0]) | (a[0] > b[1]))
+
+
+def _ne(a, b):
+    lo, hi = _eq(a, b)
+    return 1.0 - hi, 1.0 - lo
+
+
+def _not(a):
+    return _truth((a[0] == 0) & (a[1] == 0), (a[0] > 0) | (a[1] < 0))
+
+
+def _if_else_zero(c, x):
+    """c ? x : 0 with c in {0, 1} intervals: x, 0, or the hull of both."""
+    sure, never = c[0] > 0, c[1] <= 0
+    lo = np.where(never, 0.0, np.where(sure, x[0], np.minimum(x[0], 0.0)))
+    hi = np.where(never, 0.0, np.where(sure, x[1], np.maximum(x[1], 0.0)))
+    return lo, hi
+
+
+def _sign(a):
+    return np.sign(a[0]), np.sign(a[1])
+
+
 _INTERVAL_OPS = {
+    "le": _le, "lt": _lt, "eq": _eq, "ne": _ne, "not": _not, "if_else_zero": _if_else_zero,
+    "sign": _sign,
     "assign": _assign, "add": _add, "sub": _sub, "mul": _mul, "div": _div, "neg": _neg,
     "twice": _twice, "sq": _sq, "inv": _inv, "sqrt": _sqrt, "exp": _exp, "log": _log,
     "sin": _periodic(np.sin, math.pi / 2, -math.pi / 2),

@@ -208,7 +208,8 @@ class _Cells:
 
 
 def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=None, map=None,
-                *, method: str = "certified", rtol: float = 0.2, max_cells: int = 500_000,
+                *, method: str = "certified", rtol: float = 0.2, atol: float = 1e-9,
+                max_cells: int = 500_000,
                 time_limit: float | None = 120.0, initial: int | None = None,
                 slopes: str = "difference", order: int | None = None, substeps=None,
                 data=None, samples: int = 100_000, beta: float = 1e-6, seed: int = 0,
@@ -224,7 +225,8 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
     u_lo, u_hi : input box (systems with inputs; default: the system's input box)
     dt, map : time step and map (flow | euler | rk4), default the model's
     method : "certified" (needs CasADi equations) or "empirical" (sampled, not certified)
-    rtol : stop refining when the bound is within (1 + rtol) of the largest error found
+    rtol, atol : stop refining a cell when its bound is within (1 + rtol) times the largest
+        error found, or below atol (a surrogate that is exact up to rounding)
     max_cells, time_limit : budget of the refinement (a stop returns a valid, looser bound)
     initial : cells per coordinate of the initial grid (default: about 1024 cells)
     slopes : "difference" (interval Jacobian of F_true - F_net) or "lipschitz"
@@ -245,6 +247,7 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
     if slopes not in ("difference", "lipschitz"):
         raise ConfigError(f"slopes {slopes!r} is not one of difference, lipschitz")
     rtol = _positive("rtol", rtol)
+    atol = _positive("atol", atol)
     max_cells = int(_positive("max_cells", max_cells))
     if time_limit is not None:
         time_limit = _positive("time_limit", time_limit)
@@ -276,7 +279,7 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
     n_eval, rounds, stop = len(LO), 0, "target reached"
     try:
         while True:
-            target = best * (1 + rtol)
+            target = np.maximum(best * (1 + rtol), atol)
             score = (bound / np.maximum(target, 1e-300)).max(axis=1)
             done = score <= 1
             if done.any():
@@ -323,6 +326,7 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
     info = {"method": "interval mean-value form over an adaptive grid (branch and bound)",
             "slopes": slopes, "true_map": truemap.description, "cells": int(n_eval),
             "open_cells": int(len(LO)), "rounds": rounds, "stop": stop, "rtol": rtol,
+            "atol": atol,
             "witness": witness, "flow_substeps": truemap.substeps if map_ == "flow" else None,
             "flow_rho_target": rho_target}
     if not finite:
@@ -380,7 +384,7 @@ def _flow_target(net, system, dt, Z_lo, Z_hi, n, seed) -> float:
     rng = np.random.default_rng(seed)
     Z = Z_lo + (Z_hi - Z_lo) * rng.random((256, Z_lo.size))
     err = np.abs(_true_step(system, Z, n, dt, "flow") - net.forward(Z)).max(axis=0)
-    return float(max(1e-3 * err.min(), 1e-13))
+    return float(max(1e-3 * err.min(), 1e-13))   # noqa: the floor keeps N finite
 
 
 def _true_step(system, Z, n, dt, map_):
