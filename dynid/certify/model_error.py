@@ -116,8 +116,9 @@ def _resolve(net, system, lo, hi, u_lo, u_hi, dt, map_):
         if not meta.get("system"):
             raise ConfigError("give the true system (the model file does not record one)")
         system = get_system(meta["system"], **_params(meta))
-    elif not isinstance(system, System):
-        system = get_system(system)
+    elif not isinstance(system, System):      # a name: the model's parameters if it is its
+        same = str(system).strip().lower().replace("-", "_") == str(meta.get("system", ""))
+        system = get_system(system, **(_params(meta) if same else {}))
     dt = meta.get("dt") if dt is None else dt
     if dt is None:
         raise ConfigError("give dt (the model file does not record its time step)")
