@@ -13,6 +13,14 @@
    plant's sets: the count outside is reported (0 for a sound result) together with their
    inner boxes.
 
+A closed loop (``controller=``): ``net`` is the plant surrogate ``F([x; u])`` and the loop is
+``x -> F(x, clip(pi(x), u_lo, u_hi))`` (:func:`reach.closed_loop.surrogate_loop`). The model
+error is certified on B x U, where U is the saturated controller's image of B (CROWN bounds,
+within the saturation box), so for every x in B the true plant under the same controller and
+saturation steps to within e of the surrogate loop: the disturbance enters the plant state
+after the controller and the saturation, and the true runs are those of the true plant with
+the controller in the loop (zero-order hold).
+
 Example
 -------
 >>> from dynid.relunet import linear
@@ -26,6 +34,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -66,10 +75,65 @@ class PlantRun:
         return out
 
 
-def true_runs(system, dt, method, x0, steps, keep: int = 300, check=None, chunk=20_000):
+@dataclass
+class ClosedLoop:
+    """A plant surrogate ``F([x; u])`` closed by ``u = clip(controller(x), u_lo, u_hi)``."""
+
+    plant: object
+    controller: object
+    u_lo: np.ndarray
+    u_hi: np.ndarray
+
+    def __post_init__(self):
+        from dynid.relunet import ReLUNet, check_box
+
+        for what, net in (("plant", self.plant), ("controller", self.controller)):
+            if not isinstance(net, ReLUNet):
+                raise ConfigError(f"the {what} must be a ReLUNet (dynid.formats.load_network)")
+        n, m = self.controller.n_in, self.controller.n_out
+        if self.plant.n_out != n or self.plant.n_in != n + m:
+            raise ConfigError(f"the plant maps R^{self.plant.n_in} -> R^{self.plant.n_out} but "
+                              f"the controller R^{n} -> R^{m}: the plant must take [x; u] "
+                              f"(R^{n + m}) to the next state (R^{n})")
+        self.u_lo, self.u_hi = check_box(m, self.u_lo, self.u_hi, "saturation box")
+
+    @property
+    def n_input(self) -> int:
+        return self.controller.n_out
+
+    def step(self):
+        """One closed-loop step ``x -> F(x, clip(pi(x)))`` as a ReLUNet (the plant's metadata)."""
+        from reach.closed_loop import surrogate_loop
+
+        meta = {k: v for k, v in self.plant.meta.items() if k != "saturation"}
+        step = surrogate_loop(self.plant, self.controller, self.u_lo, self.u_hi)
+        return step.with_meta(**meta, closed_loop="surrogate",
+                              saturation={"lo": self.u_lo.tolist(), "hi": self.u_hi.tolist()})
+
+    def inputs(self, x):
+        """The inputs the controller applies at the states ``x`` (N, n), saturated."""
+        return np.clip(self.controller.forward(x), self.u_lo, self.u_hi)
+
+    def input_box(self, lo, hi):
+        """A box U that contains ``clip(pi(x), u_lo, u_hi)`` for every x in [lo, hi]: CROWN
+        bounds of the controller over the box (padded), clipped to the saturation box (clip
+        is monotone, so the clipped bounds bound the clipped values)."""
+        from dynid.bounds.core import pad_interval
+        from reach.engines import bound
+
+        low, up = bound(self.controller, np.asarray(lo, float), np.asarray(hi, float),
+                        np.eye(self.n_input), engine="crown")
+        low, up = pad_interval(low, up)
+        return (np.clip(low, self.u_lo, self.u_hi), np.clip(up, self.u_lo, self.u_hi))
+
+
+def true_runs(system, dt, method, x0, steps, keep: int = 300, check=None, chunk=20_000,
+              inputs=None):
     """Simulate the true system from the initial states ``x0`` (N, n) with its own step map;
     a :class:`reach.falsify.Falsification` with the inner boxes, a kept subset of the runs,
-    and (with ``check``, a reach Dataset) the number of runs outside its sets."""
+    and (with ``check``, a reach Dataset) the number of runs outside its sets. ``inputs``
+    (a callable x -> u, e.g. :meth:`ClosedLoop.inputs`) closes the loop: u is held over each
+    step (zero-order hold)."""
     from reach.falsify import Falsification, count_outside
 
     x0 = np.atleast_2d(np.asarray(x0, dtype=np.float64))
@@ -80,7 +144,8 @@ def true_runs(system, dt, method, x0, steps, keep: int = 300, check=None, chunk=
     for start in range(0, len(x0), chunk):
         traj = [x0[start:start + chunk]]
         for _ in range(steps):
-            traj.append(system.step_map(traj[-1], dt, method))
+            u = None if inputs is None else inputs(traj[-1])
+            traj.append(system.step_map(traj[-1], dt, method, **({} if u is None else {"u": u})))
         traj = np.stack(traj, axis=1)
         inner_lo = np.minimum(inner_lo, traj.min(axis=0))
         inner_hi = np.maximum(inner_hi, traj.max(axis=0))
@@ -118,7 +183,8 @@ def default_error_box(ds, margin: float):
     return lo - pad, hi + pad
 
 
-def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None,
+def plant_reach(net, x0_lo, x0_hi, steps: int, *, controller=None, u_lo=None, u_hi=None,
+                system=None, dt=None, map=None,
                 error_box=None, margin: float = 0.25, tries: int = 3, model_error_opts=None,
                 samples: int = 2000, seed: int = 0, surrogate=None, progress=None,
                 **reach_opts) -> PlantRun:
@@ -126,7 +192,10 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None
 
     Parameters
     ----------
-    net : the surrogate step map (its metadata names the system, dt and map unless given)
+    net : the surrogate step map (its metadata names the system, dt and map unless given),
+        or with ``controller`` the plant surrogate ``[x; u] -> x_next``
+    controller, u_lo, u_hi : a closed loop: the controller ``u = pi(x)`` (a ReLUNet) and its
+        saturation limits (or a :class:`ClosedLoop` as ``controller``)
     x0_lo, x0_hi, steps : initial box and horizon
     error_box : (lo, hi) where e is certified (default: from the surrogate's sets)
     margin, tries : growth of the automatic box, and how often it may grow
@@ -142,6 +211,12 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None
     from reach.reachability import reach
 
     t0 = time.perf_counter()
+    loop = controller if isinstance(controller, ClosedLoop) else (
+        None if controller is None else ClosedLoop(net, controller, u_lo, u_hi))
+    step_net = net if loop is None else loop.step()
+    if loop is None and net.n_in != net.n_out:
+        raise ConfigError(f"the model maps R^{net.n_in} -> R^{net.n_out}: a plant surrogate with "
+                          "inputs needs the controller that closes the loop (controller=)")
     system = _system_of(net, system)
     meta = net.meta if isinstance(net.meta, dict) else {}
     dt = float(dt if dt is not None else meta.get("dt") or 0) or None
@@ -151,7 +226,7 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None
     opts = dict(model_error_opts or {})
     x0_lo, x0_hi = np.asarray(x0_lo, float), np.asarray(x0_hi, float)
     if surrogate is None:
-        surrogate = reach(net, x0_lo, x0_hi, steps, **reach_opts)
+        surrogate = reach(step_net, x0_lo, x0_hi, steps, **reach_opts)
     dom = meta.get("domain") if isinstance(meta.get("domain"), dict) else None
     clip = lambda b: b if dom is None else (np.maximum(b[0], dom["lo"]),   # noqa: E731
                                             np.minimum(b[1], dom["hi"]))
@@ -172,11 +247,12 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None
         if progress:
             progress(f"certifying the model error on lo={np.round(box[0], 4).tolist()}, "
                      f"hi={np.round(box[1], 4).tolist()}")
-        me = model_error(net, system, box[0], box[1], dt=dt, map=map_, **opts)
+        u_box = (None, None) if loop is None else loop.input_box(*box)
+        me = model_error(net, system, box[0], box[1], *u_box, dt=dt, map=map_, **opts)
         if not np.all(np.isfinite(me.e)):
             raise ConfigError("no finite model-error bound on the box (the flow enclosure "
                               "failed): give a smaller box or more cells/time")
-        ds = reach(net, x0_lo, x0_hi, steps, model_error=me, **reach_opts)
+        ds = reach(step_net, x0_lo, x0_hi, steps, model_error=me, **reach_opts)
         if int(ds.attrs.get("plant_unknown_from", -1)) < 0 or not grow or attempt == tries:
             break
         # the plant's sets left B: grow B over what is known of them and certify again
@@ -191,11 +267,13 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, system=None, dt=None, map=None
     rng = np.random.default_rng(seed)
     x0 = np.vstack([corners(x0_lo, x0_hi),
                     x0_lo + (x0_hi - x0_lo) * rng.random((int(samples), x0_lo.size))])
-    fals = true_runs(system, dt, map_, x0, steps, check=ds)
+    fals = true_runs(system, dt, map_, x0, steps, check=ds,
+                     inputs=None if loop is None else loop.inputs)
     return PlantRun(ds, me, fals, box, surrogate, attempt, time.perf_counter() - t0)
 
 
-__all__ = ["PlantRun", "plant_reach", "true_runs", "default_error_box"]
+__all__ = ["PlantRun", "ClosedLoop", "plant_reach", "true_runs", "default_error_box",
+           "closed_loop_of"]
 
 
 # ---------------------------------------------------------------------- CLI, stage and report
@@ -240,6 +318,10 @@ def add_plant_section(report, run: PlantRun, projections=((0, 1),)) -> None:
                       setup={"model error": me.summary(),
                              "model error box lo": np.asarray(run.error_box[0]).tolist(),
                              "model error box hi": np.asarray(run.error_box[1]).tolist(),
+                             **({"model error input box (the saturated controller's "
+                                 "image)": [np.asarray(me.u_lo).tolist(),
+                                            np.asarray(me.u_hi).tolist()]}
+                                if np.size(me.u_lo) else {}),
                              "true-system runs outside the plant's sets":
                                  run.falsification.outside})
     report.add_text(describe(run.dataset) + ". The points are runs of the true system "
@@ -248,14 +330,49 @@ def add_plant_section(report, run: PlantRun, projections=((0, 1),)) -> None:
                      "certified model error) vs surrogate vs sampled true runs")
 
 
-def run_plant_config(cfg, progress=None) -> PlantRun:
-    """``dynid reach ... --for plant``: a parsed ReachConfig run for the plant; writes the
-    plant's sets (netCDF) and a report with both sets where the config asks."""
+def closed_loop_of(step_net, model, controller, base_dir=Path(".")) -> ClosedLoop | None:
+    """The parts of a closed-loop step net built by :func:`reach.config.surrogate_closed_loop`
+    (the plant surrogate in ``model``, the ``[controller]`` table ``controller`` and the
+    saturation the step net records), checked to give the same step; None when ``step_net``
+    is not such a loop."""
+    from dynid.formats import load_network
+    from reach.config import controller_net
+    from reach.control import plant_sizes
+
+    meta = step_net.meta if isinstance(step_net.meta, dict) else {}
+    if meta.get("closed_loop") != "surrogate":
+        return None
+    if model is None or not isinstance(controller, dict):
+        raise ConfigError("the plant's sets of a closed loop need the plant model file and the "
+                          "controller (model = PATH and a [controller] table)")
+    path = Path(model) if Path(model).is_absolute() else Path(base_dir) / model
+    plant = load_network(path)
+    n, m = plant_sizes(plant)
+    sat = meta.get("saturation") or {}
+    loop = ClosedLoop(plant, controller_net(controller, n, m, base_dir), sat.get("lo"),
+                      sat.get("hi"))
+    dom = meta.get("domain") if isinstance(meta.get("domain"), dict) else None
+    lo, hi = (np.asarray(dom["lo"], float), np.asarray(dom["hi"], float)) if dom else \
+        (-np.ones(n), np.ones(n))
+    X = lo + (hi - lo) * np.random.default_rng(0).random((64, n))
+    if not np.allclose(loop.step().forward(X), step_net.forward(X), rtol=1e-9, atol=1e-9):
+        raise ConfigError("the closed loop rebuilt from the model and the controller differs "
+                          "from the one analysed (a changed file?): run again")
+    return loop
+
+
+def run_plant_config(cfg, progress=None, loop: ClosedLoop | None = None) -> PlantRun:
+    """``dynid reach ... --for plant``: a parsed ReachConfig run for the plant (``loop``: the
+    parts of a closed-loop step net, see :func:`closed_loop_of`); writes the plant's sets
+    (netCDF) and a report with both sets where the config asks."""
     from reach.reachability import save_reach
 
     opts, extra = plant_options(cfg.options)
     err = opts.pop("error_box", None)
-    run = plant_reach(cfg.step_net, cfg.lo, cfg.hi, cfg.steps, error_box=err,
+    if loop is None and (cfg.step_net.meta or {}).get("closed_loop") == "surrogate":
+        raise ConfigError("the plant's sets of a closed loop need its parts (closed_loop_of)")
+    net = cfg.step_net if loop is None else loop.plant
+    run = plant_reach(net, cfg.lo, cfg.hi, cfg.steps, controller=loop, error_box=err,
                       progress=progress, **extra, **opts)
     if cfg.out is not None:
         save_reach(run.dataset, cfg.out)
@@ -279,7 +396,8 @@ PLANT_STAGE_KEYS = {"rtol", "time_limit", "max_cells", "lo", "hi", "margin", "sa
 
 def has_equations(net) -> bool:
     """Whether the model names a catalogue/registered system with CasADi equations whose
-    states are the model's inputs and outputs (an autonomous surrogate of that system)."""
+    states (and inputs) are the model's inputs and whose states are its outputs (a surrogate
+    ``x -> x_next`` or ``[x; u] -> x_next`` of that system)."""
     meta = net.meta if isinstance(net.meta, dict) else {}
     if not meta.get("system") or not meta.get("dt"):
         return False
@@ -289,13 +407,16 @@ def has_equations(net) -> bool:
         return False
     m = len(getattr(system, "input_names", ()) or ())
     return bool(system.has_casadi and net.n_out == system.n_state
-                and net.n_in == system.n_state + m == net.n_out)
+                and net.n_in == system.n_state + m)
 
 
-def stage_plant(section: dict, ctx, rc, surrogate_run, projections) -> PlantRun | None:
+def stage_plant(section: dict, ctx, rc, surrogate_run, projections, model=None,
+                controller=None) -> PlantRun | None:
     """The pipeline reach stage's plant part (``for = "both" | "plant" | "surrogate"``,
     ``[reach.model_error]`` options): certify e, compute the plant's sets on the surrogate's
-    cells, simulate the true system, write plant_reach.nc and model_error.json, report."""
+    cells, simulate the true system, write plant_reach.nc and model_error.json, report.
+    ``model`` and ``controller`` (the stage's model file and controller table) give the parts
+    of a closed loop."""
     from dynid.pipeline import check_keys
     from dynid.results import jsonable
     from reach.reachability import save_reach
@@ -305,7 +426,8 @@ def stage_plant(section: dict, ctx, rc, surrogate_run, projections) -> PlantRun 
         raise ConfigError(f"[reach] for = {about!r} must be one of both, plant, surrogate")
     if about == "surrogate":
         return None
-    if not has_equations(rc.step_net):
+    loop = closed_loop_of(rc.step_net, model, controller, ctx.base_dir)
+    if not has_equations(rc.step_net if loop is None else loop.plant):
         if about == "plant":
             raise ConfigError("[reach] for = 'plant' needs a model of a system with equations "
                               "(system, params and dt in the model file)")
@@ -321,7 +443,8 @@ def stage_plant(section: dict, ctx, rc, surrogate_run, projections) -> PlantRun 
     sds = surrogate_run.dataset
     opts["cells"] = list(zip(sds.cell_lo.values, sds.cell_hi.values))
     ctx.log(f"reach: certifying the model error and the plant's sets ({samples} true runs)")
-    run = plant_reach(rc.step_net, rc.lo, rc.hi, rc.steps, error_box=box, margin=margin,
+    run = plant_reach(rc.step_net if loop is None else loop.plant, rc.lo, rc.hi, rc.steps,
+                      controller=loop, error_box=box, margin=margin,
                       model_error_opts=me_opts, samples=samples, surrogate=sds,
                       seed=int(rc.options.get("seed", 0)), progress=ctx.log, **opts)
     out = ctx.run_dir / "plant_reach.nc"

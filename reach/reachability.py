@@ -176,12 +176,20 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
 
 
 def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window: int,
-                engine: str = "crown", unrolled=None, engine_opts=None):
+                engine: str = "crown", unrolled=None, engine_opts=None, extra=None):
     """:func:`reach_cell` for many boxes (rows of ``LO``/``HI``): a list of
     ``(lower, upper, seconds)``, one per box. With the CROWN engine (CROWN intermediate bounds,
     CPU) all boxes go through one batched CROWN pass per window and per step
     (:func:`dynid.bounds.crown_bounds_many`): the same bounds, several times faster for many
-    small cells. Other engines bound the boxes one after the other."""
+    small cells. Other engines bound the boxes one after the other. ``extra``: as in
+    :func:`reach_cell`."""
+    def box(A, B):
+        if extra is None:
+            return A, B
+        k = A.shape[0]
+        return (np.hstack([A, np.tile(extra[0], (k, 1))]),
+                np.hstack([B, np.tile(extra[1], (k, 1))]))
+
     from dynid.bounds import crown_bounds_many, crown_output_many
 
     LO = np.atleast_2d(np.asarray(LO, dtype=np.float64))
@@ -192,7 +200,8 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
                and opts.get("intermediate", "crown") == "crown" and not step_net.relu[-1].any())
     if not batched or LO.shape[0] == 1:
         return [reach_cell(step_net, a, b, steps, D=D, window=window, engine=engine,
-                           unrolled=unrolled, engine_opts=engine_opts) for a, b in zip(LO, HI)]
+                           unrolled=unrolled, engine_opts=engine_opts, extra=extra)
+                for a, b in zip(LO, HI)]
     n, B, m = step_net.n_in, LO.shape[0], D.shape[0]
     dev = opts.get("device", "cpu")
     lower = np.full((B, steps, m), np.nan)
@@ -204,9 +213,9 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
         j = k - anchor
         net_j = unrolled(j)
         if full is None:
-            full = crown_bounds_many(unrolled(min(window, steps - anchor)), a_lo, a_hi,
+            full = crown_bounds_many(unrolled(min(window, steps - anchor)), *box(a_lo, a_hi),
                                      device=dev)
-        low, up = crown_output_many(net_j, a_lo, a_hi, D, device=dev,
+        low, up = crown_output_many(net_j, *box(a_lo, a_hi), D, device=dev,
                                     bounds=[_prefix_bounds(f, net_j) for f in full])
         up = np.maximum(up, low)
         lower[:, k - 1], upper[:, k - 1] = low, up
@@ -295,7 +304,7 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     t_start = time.perf_counter()
     complete = True
     try:
-        chunk = CELL_BATCH if engine == "crown" and plant is None else 1
+        chunk = CELL_BATCH if engine == "crown" else 1
         for start in range(0, P, chunk):
             part = cells[start:start + chunk]
             for c, (clo, chi) in enumerate(part, start):
@@ -307,7 +316,7 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
             else:   # many cells: one batched CROWN pass (same bounds, fewer Python steps)
                 res = reach_cells(step_net, [c[0] for c in part], [c[1] for c in part], steps,
                                   D=D, window=w, engine=engine, unrolled=unrolled,
-                                  engine_opts=engine_opts)
+                                  engine_opts=engine_opts, extra=extra)
                 tick(f"{start + len(part)} of {P} cells", n=len(part) * steps)
             for c, (lo_c, up_c, secs) in enumerate(res, start):
                 lower[1:, :, c], upper[1:, :, c] = lo_c, up_c

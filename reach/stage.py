@@ -92,4 +92,4 @@ def run(section: dict, ctx) -> None:
                       [tuple(p) for p in proj], title)
     from reach.plant import stage_plant   # the plant's sets through a certified model error
 
-    stage_plant(section, ctx, rc, result, [tuple(p) for p in proj])
+    stage_plant(section, ctx, rc, result, [tuple(p) for p in proj], model, controller)

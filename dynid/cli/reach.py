@@ -134,13 +134,22 @@ def handle(args) -> int:
     if args.report is not None:
         cfg.report = Path(args.report)
     if args.about == "plant":
-        from reach.plant import run_plant_config
+        from reach.plant import closed_loop_of, run_plant_config
 
         if (args.error_lo is None) != (args.error_hi is None):
             raise ConfigError("give both --error-lo and --error-hi (or neither)")
         if args.error_lo is not None:
             cfg.options["error_box"] = (args.error_lo, args.error_hi)
-        run = run_plant_config(cfg, progress=lambda m: print(f"  {m}", file=sys.stderr))
+        model, base = target, Path(".")       # the parts of a closed loop, from where they came
+        if target.endswith(".toml"):
+            from dynid.pipeline import read_toml
+
+            raw = read_toml(Path(target), "reach config")
+            raw = raw["reach"] if isinstance(raw.get("reach"), dict) else raw
+            model, controller, base = raw.get("model"), raw.get("controller"), Path(target).parent
+        loop = closed_loop_of(cfg.step_net, model, controller, base)
+        run = run_plant_config(cfg, progress=lambda m: print(f"  {m}", file=sys.stderr),
+                               loop=loop)
         summary = run.summary()
         if args.json != "-":
             _print(run, {**summary, "method": run.dataset.attrs.get("method"),
