@@ -234,3 +234,130 @@ def test_reach_stage_shows_both_sets(tmp_path):
     assert "plant" not in ctx2.summary["reach"]
     with pytest.raises(ConfigError, match="for"):
         run({"lo": [2.8, 0.8], "hi": [3.0, 1.0], "steps": 2, "for": "truth"}, ctx2)
+
+
+# ---------------------------------------------------------------------- closed loops
+PEND_META = {"system": "pendulum_torque", "params": {"g": 9.81, "l": 1.0, "m": 1.0, "c": 0.5},
+             "dt": 0.05, "map": "flow", "domain": {"lo": [-0.8, -2.0], "hi": [0.8, 2.0]},
+             "input_names": ["tau"], "input_box": {"lo": [-1.0], "hi": [1.0]},
+             "state_names": ["theta", "omega"]}
+
+
+def _pendulum_plant():
+    """A fixed least-squares surrogate of the torque pendulum's flow (dt 0.05) on [x; u]."""
+    from tests.test_model_error import feature_net
+
+    from dynid.systems import get_system
+
+    pend = get_system("pendulum_torque")
+    lo, hi = np.array([-0.8, -2.0, -1.0]), np.array([0.8, 2.0, 1.0])
+    net = feature_net(lambda Z: pend.step_map(Z[:, :2], 0.05, "flow", u=Z[:, 2:]), lo, hi,
+                      hidden=40, seed=5, n_fit=2000, meta=PEND_META)
+    return pend, net
+
+
+def true_closed_loop(pend, ctrl, x0, steps, u_lo, u_hi):
+    """Runs of the true pendulum under u = clip(ctrl(x)), held over each step (CVODES)."""
+    out = [x0]
+    for _ in range(steps):
+        u = np.clip(ctrl.forward(out[-1]), u_lo, u_hi)
+        out.append(pend.step_map(out[-1], 0.05, "flow", u=u))
+    return np.stack(out, axis=1)
+
+
+def _check_closed_loop(samples):
+    from dynid.relunet import linear
+    from reach.plant import plant_reach
+
+    pend, plant = _pendulum_plant()
+    ctrl = linear([[-1.0, -0.8]])                       # tau = -theta - 0.8 omega, |tau| <= .5
+    x0_lo, x0_hi = np.array([0.2, -0.3]), np.array([0.4, 0.0])
+    run = plant_reach(plant, x0_lo, x0_hi, 4, controller=ctrl, u_lo=[-0.5], u_hi=[0.5],
+                      partitions=2, samples=100, model_error_opts={"rtol": 1.0})
+    ds, me = run.dataset, run.model_error
+    assert ds.attrs["about"] == "plant" and int(ds.attrs["plant_unknown_from"]) == -1
+    assert me.certified and me.u_lo.size == 1
+    # U holds every saturated input over the box of e, and lies in the saturation box
+    X = np.random.default_rng(3).uniform(me.lo, me.hi, (20_000, 2))
+    u = np.clip(ctrl.forward(X), -0.5, 0.5)
+    assert np.all(u >= me.u_lo) and np.all(u <= me.u_hi)
+    assert me.u_lo[0] >= -0.5 and me.u_hi[0] <= 0.5
+    x0 = np.vstack([np.random.default_rng(8).uniform(x0_lo, x0_hi, (samples, 2)),
+                    np.array([[0.2, -0.3], [0.2, 0.0], [0.4, -0.3], [0.4, 0.0]])])
+    traj = true_closed_loop(pend, ctrl, x0, 4, -0.5, 0.5)
+    assert outside(ds, traj) == 0
+    return run, traj
+
+
+def test_closed_loop_plant_sets_contain_true_closed_loop_runs():
+    run, traj = _check_closed_loop(3000)
+    assert run.falsification.outside == 0
+    # the surrogate loop's own sets are narrower than the plant's (the disturbance adds up)
+    w_p = (run.dataset.box_hi - run.dataset.box_lo).values[-1]
+    w_s = (run.surrogate.box_hi - run.surrogate.box_lo).values[-1]
+    assert np.all(w_p >= w_s - 1e-9)
+
+
+@pytest.mark.slow
+def test_closed_loop_plant_sets_contain_1e5_true_runs():
+    _check_closed_loop(100_000)
+
+
+def test_batched_cells_match_single_cells_with_disturbance(monkeypatch):
+    import reach.reachability as R
+
+    rng = np.random.default_rng(4)
+    net = random_relunet(rng, [2, 8, 8, 2], scale=0.8)
+    lo, hi = np.array([-0.4, -0.4]), np.array([0.4, 0.4])
+    a = R.reach(net, lo, hi, 3, partitions=3, model_error=[0.02, 0.01])
+    monkeypatch.setattr(R, "CELL_BATCH", 1)
+    b = R.reach(net, lo, hi, 3, partitions=3, model_error=[0.02, 0.01])
+    assert np.allclose(a.lower.values, b.lower.values, atol=1e-9, rtol=1e-9)
+    assert np.allclose(a.upper.values, b.upper.values, atol=1e-9, rtol=1e-9)
+
+
+def _save_pendulum_plant(path):
+    from dynid.modelfile import save_model
+
+    pend, plant = _pendulum_plant()
+    save_model(path, plant)
+    return pend, plant
+
+
+def test_cli_reach_for_plant_of_a_closed_loop(tmp_path, capsys):
+    import json
+
+    from dynid.cli import main
+
+    _save_pendulum_plant(tmp_path / "p.h5")
+    args = ["reach", str(tmp_path / "p.h5"), "--gain", "-1", "-0.8", "--u-lo", "-0.5",
+            "--u-hi", "0.5", "--lo", "0.2", "-0.3", "--hi", "0.4", "0", "--steps", "3"]
+    assert main(args + ["--for", "plant", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "about: the plant (true system)" in out and "outside the plant's sets: 0" in out
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["model_error"]["valid_on"]["u_hi"][0] <= 0.5
+    # the same from a config file (the model and controller are read from it)
+    (tmp_path / "r.toml").write_text(
+        'model = "p.h5"\nlo = [0.2, -0.3]\nhi = [0.4, 0.0]\nsteps = 3\n'
+        '[controller]\ngain = [[-1.0, -0.8]]\nu_lo = [-0.5]\nu_hi = [0.5]\n')
+    assert main(["reach", str(tmp_path / "r.toml"), "--for", "plant"]) == 0
+    assert "outside the plant's sets: 0" in capsys.readouterr().out
+
+
+def test_reach_stage_shows_both_sets_of_a_closed_loop(tmp_path):
+    from dynid.pipeline import RunContext
+    from reach.stage import run
+
+    _save_pendulum_plant(tmp_path / "p.h5")
+    ctx = RunContext(tmp_path, {}, artifacts={"model": tmp_path / "p.h5"}, base_dir=tmp_path,
+                     logger=lambda m: None)
+    run({"lo": [0.2, -0.3], "hi": [0.4, 0.0], "steps": 3, "samples": 300,
+         "controller": {"gain": [[-1.0, -0.8]], "u_lo": [-0.5], "u_hi": [0.5]},
+         "model_error": {"samples": 300, "rtol": 1.0}}, ctx)
+    plant = ctx.summary["reach"]["plant"]
+    assert plant["about"] == "plant" and plant["true_runs_outside"] == 0
+    u_box = plant["model_error"]["valid_on"]
+    assert u_box["u_lo"][0] >= -0.5 and u_box["u_hi"][0] <= 0.5
+    html = ctx.report.save(tmp_path / "r.html").read_text()
+    assert "Reachable sets of the plant" in html and "closed loop" in html

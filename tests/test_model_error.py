@@ -20,7 +20,7 @@ ca = pytest.importorskip("casadi")
 
 def feature_net(step, lo, hi, hidden=40, seed=0, n_fit=3000, meta=None):
     """A fixed least-squares surrogate: random ReLU features plus a linear skip (a ReLUNet
-    [n, hidden + n, n]); ``step(X)`` is the map it fits."""
+    [n, hidden + n, n_out]); ``step(X)`` is the map it fits (n = the box's dimension)."""
     from dynid.relunet import ReLUNet
 
     rng = np.random.default_rng(seed)
@@ -34,7 +34,7 @@ def feature_net(step, lo, hi, hidden=40, seed=0, n_fit=3000, meta=None):
     phi = np.hstack([np.maximum(X @ w1.T + b1, 0), X, np.ones((n_fit, 1))])
     coef = np.linalg.lstsq(phi, Y, rcond=None)[0]
     return ReLUNet([np.vstack([w1, np.eye(n)]), coef[:-1].T], [np.r_[b1, np.zeros(n)], coef[-1]],
-                   [np.r_[np.ones(hidden, bool), np.zeros(n, bool)], np.zeros(n, bool)],
+                   [np.r_[np.ones(hidden, bool), np.zeros(n, bool)], np.zeros(Y.shape[1], bool)],
                    meta=meta)
 
 
@@ -401,3 +401,59 @@ def test_cli_certify_model_error(tmp_path, capsys):
     assert len(err) == 1 and "--rtol" in err[0]
     assert main(["certify", "model-error", str(path), "--data", "x.nc"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "m.h5"]
+
+
+# ---------------------------------------------------------------------- plants with inputs
+def _linear_plant_with_inputs():
+    """x' = A x + B u (two states, one input held over dt = 0.2), its exact ZOH map from the
+    matrix exponential of [[A, B], [0, 0]], and a fixed surrogate on [x; u]."""
+    from scipy.linalg import expm
+
+    from dynid.systems import linear_system
+
+    A, B = np.array([[0.0, 1.0], [-2.0, -0.5]]), np.array([[0.0], [1.0]])
+    plant = linear_system(A, B, inputs=True, input_box=([-1.0], [1.0]))
+    M = expm(np.block([[A, B], [np.zeros((1, 3))]]) * 0.2)
+    Ad, Bd = M[:2, :2], M[:2, 2:]
+    exact = lambda Z: Z[:, :2] @ Ad.T + Z[:, 2:] @ Bd.T          # noqa: E731
+    lo, hi = np.array([-2.0, -2.0, -1.0]), np.array([2.0, 2.0, 1.0])
+    net = feature_net(lambda Z: exact(Z) + 0.01 * np.sin(3 * Z[:, :2] + Z[:, 2:]), lo, hi,
+                      hidden=30, seed=3)
+    return plant, net, exact, lo, hi
+
+
+def test_linear_plant_with_inputs_against_the_exact_zoh_map():
+    from dynid.certify.model_error import model_error
+
+    plant, net, exact, lo, hi = _linear_plant_with_inputs()
+    res = model_error(net, plant, lo[:2], hi[:2], lo[2:], hi[2:], dt=0.2, map="flow")
+    seen = sampled_max(net, exact, lo, hi, 100_000)
+    assert res.certified and np.all(res.e >= seen) and np.all(res.e <= 10 * seen)
+    assert res.u_lo.tolist() == [-1.0] and res.to_dict()["valid_on"]["u_hi"] == [1.0]
+    # the default input box is the system's declared one
+    assert np.allclose(model_error(net, plant, lo[:2], hi[:2], dt=0.2, rtol=1.0).u_hi, [1.0])
+    with pytest.raises(ShapeError, match="input box"):
+        model_error(net, plant, lo[:2], hi[:2], [-1.0, 0.0], [1.0, 1.0], dt=0.2)
+
+
+@pytest.mark.slow
+def test_linear_plant_with_inputs_on_a_million_points():
+    from dynid.certify.model_error import model_error
+
+    plant, net, exact, lo, hi = _linear_plant_with_inputs()
+    res = model_error(net, plant, lo[:2], hi[:2], lo[2:], hi[2:], dt=0.2, rtol=0.05)
+    seen = sampled_max(net, exact, lo, hi, 1_000_000)
+    assert np.all(res.e >= seen) and np.all(res.e <= 10 * seen)
+
+
+def test_pendulum_torque_flow_bound_holds_against_sampled_flow():
+    from dynid.certify.model_error import model_error
+    from dynid.systems import get_system
+
+    pend = get_system("pendulum_torque")
+    step = lambda Z: pend.step_map(Z[:, :2], 0.05, "flow", u=Z[:, 2:])    # noqa: E731
+    lo, hi = np.array([2.8, -1.0, -2.0]), np.array([3.5, 1.0, 2.0])
+    net = feature_net(step, lo, hi, hidden=30, seed=4, n_fit=1500)
+    res = model_error(net, pend, lo[:2], hi[:2], lo[2:], hi[2:], dt=0.05, map="flow", rtol=0.5)
+    seen = sampled_max(net, step, lo, hi, 20_000)
+    assert res.certified and np.all(res.e >= seen)
