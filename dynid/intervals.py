@@ -97,8 +97,9 @@ class IntervalFunction:
     """Interval extension of an SX Function, evaluated on B boxes at once.
 
     ``f(lo_list, hi_list)`` takes one (B, n_i) array pair per input of the Function (a
-    1-D array is one box; NaN stands for an unbounded end) and returns ``(lo_out, hi_out)``: lists with one (B, rows, cols)
-    array per output, dense (structural zeros are exact zeros).
+    1-D array is one box; NaN stands for an unbounded end) and returns ``(lo_out, hi_out)``:
+    lists with one (B, rows, cols) array per output, dense (structural zeros are exact
+    zeros).
     """
 
     def __init__(self, fn):

@@ -31,7 +31,6 @@ True
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -84,9 +83,9 @@ class TrueStepMap:
         import casadi as ca
 
         self.system = system
-        self.dt = float(dt)
-        if not (math.isfinite(self.dt) and self.dt > 0):
-            raise ConfigError(f"dt={dt!r} must be a positive finite time step")
+        from dynid.systems import _check_dt
+
+        self.dt = _check_dt(dt)
         if method not in ("flow", "euler", "rk4"):
             raise ConfigError(f"map {method!r} is not one of flow, euler, rk4")
         self.method = method

@@ -37,7 +37,6 @@ Example
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -122,12 +121,7 @@ def _resolve(net, system, lo, hi, u_lo, u_hi, dt, map_):
     dt = meta.get("dt") if dt is None else dt
     if dt is None:
         raise ConfigError("give dt (the model file does not record its time step)")
-    try:
-        dt = float(dt)
-    except (TypeError, ValueError):
-        raise ConfigError(f"dt={dt!r} is not a number") from None
-    if not (math.isfinite(dt) and dt > 0):
-        raise ConfigError(f"dt={dt!r} must be a positive finite time step")
+    dt = _positive("dt", dt)
     map_ = map_ or meta.get("map") or "flow"
     if map_ not in ("flow", "euler", "rk4"):
         raise ConfigError(f"map {map_!r} is not one of flow, euler, rk4")
@@ -341,13 +335,9 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
 
 
 def _positive(name, v) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={v!r} is not a number") from None
-    if not (math.isfinite(x) and x > 0):
-        raise ConfigError(f"{name}={v!r} must be a positive finite number")
-    return x
+    from dynid.systems import _check_positive
+
+    return _check_positive(v, name)
 
 
 def _grid(lo, hi, k: int):

@@ -12,7 +12,8 @@ from dynid.errors import ConfigError, ShapeError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("certify", help="certify invertibility / local radii / the model error of a model",
+    p = subparsers.add_parser("certify", help="certify invertibility / local radii / the model "
+                                              "error of a model",
                               description="Prove that a surrogate is (or is not) invertible "
                                           "on a box, or find certified radii of local "
                                           "invertibility at points.")
