@@ -31,7 +31,6 @@ True
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from dynid.errors import ConfigError
