@@ -41,6 +41,11 @@ import numpy as np
 from dynid.errors import ConfigError
 
 
+class NoPlantSets(ConfigError):
+    """The plant's sets cannot be computed here: no finite model-error bound on the box, or
+    an initial box outside the model's training domain."""
+
+
 @dataclass
 class PlantRun:
     """A plant analysis: the sets (``dataset``, attrs ``about = "plant"``), the model-error
@@ -236,7 +241,7 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, controller=None, u_lo=None, u_
         box = default_error_box(surrogate, margin)
         box = clip((np.minimum(box[0], x0_lo), np.maximum(box[1], x0_hi)))
         if np.any(box[0] > box[1]):
-            raise ConfigError("the initial box lies outside the model's training domain: give "
+            raise NoPlantSets("the initial box lies outside the model's training domain: give "
                               "the model-error box explicitly")
         grow = True
     else:
@@ -250,7 +255,7 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, controller=None, u_lo=None, u_
         u_box = (None, None) if loop is None else loop.input_box(*box)
         me = model_error(net, system, box[0], box[1], *u_box, dt=dt, map=map_, **opts)
         if not np.all(np.isfinite(me.e)):
-            raise ConfigError("no finite model-error bound on the box (the flow enclosure "
+            raise NoPlantSets("no finite model-error bound on the box (the flow enclosure "
                               "failed): give a smaller box or more cells/time")
         ds = reach(step_net, x0_lo, x0_hi, steps, model_error=me, **reach_opts)
         if int(ds.attrs.get("plant_unknown_from", -1)) < 0 or not grow or attempt == tries:
@@ -272,8 +277,8 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, controller=None, u_lo=None, u_
     return PlantRun(ds, me, fals, box, surrogate, attempt, time.perf_counter() - t0)
 
 
-__all__ = ["PlantRun", "ClosedLoop", "plant_reach", "true_runs", "default_error_box",
-           "closed_loop_of"]
+__all__ = ["PlantRun", "ClosedLoop", "NoPlantSets", "plant_reach", "true_runs",
+           "default_error_box", "closed_loop_of"]
 
 
 # ---------------------------------------------------------------------- CLI, stage and report
@@ -443,10 +448,20 @@ def stage_plant(section: dict, ctx, rc, surrogate_run, projections, model=None,
     sds = surrogate_run.dataset
     opts["cells"] = list(zip(sds.cell_lo.values, sds.cell_hi.values))
     ctx.log(f"reach: certifying the model error and the plant's sets ({samples} true runs)")
-    run = plant_reach(rc.step_net if loop is None else loop.plant, rc.lo, rc.hi, rc.steps,
-                      controller=loop, error_box=box, margin=margin,
-                      model_error_opts=me_opts, samples=samples, surrogate=sds,
-                      seed=int(rc.options.get("seed", 0)), progress=ctx.log, **opts)
+    try:
+        run = plant_reach(rc.step_net if loop is None else loop.plant, rc.lo, rc.hi, rc.steps,
+                          controller=loop, error_box=box, margin=margin,
+                          model_error_opts=me_opts, samples=samples, surrogate=sds,
+                          seed=int(rc.options.get("seed", 0)), progress=ctx.log, **opts)
+    except NoPlantSets as exc:
+        if about == "plant":
+            raise
+        # for = "both": the surrogate's sets stand; say why the plant's are missing
+        ctx.log(f"reach: no sets of the plant: {exc}")
+        ctx.summary.setdefault("reach", {})["plant"] = {"about": "plant", "error": str(exc)}
+        ctx.report.add_heading("Reachable sets of the plant (the true system)", 2)
+        ctx.report.add_text(f"Not computed: {exc}")
+        return None
     out = ctx.run_dir / "plant_reach.nc"
     save_reach(run.dataset, out)
     from dynid.atomic import write_text_atomic

@@ -343,6 +343,13 @@ def test_cli_reach_for_plant_of_a_closed_loop(tmp_path, capsys):
         '[controller]\ngain = [[-1.0, -0.8]]\nu_lo = [-0.5]\nu_hi = [0.5]\n')
     assert main(["reach", str(tmp_path / "r.toml"), "--for", "plant"]) == 0
     assert "outside the plant's sets: 0" in capsys.readouterr().out
+    # the model error of the plant alone, on a state x input box
+    assert main(["certify", "model-error", str(tmp_path / "p.h5"), "--lo", "0", "-0.5", "--hi",
+                 "0.5", "0.5", "--u-lo", "-0.5", "--u-hi", "0.5", "--rtol", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "[certified]" in out and "inputs lo = [-0.5], hi = [0.5]" in out
+    assert main(["certify", "model-error", str(tmp_path / "p.h5"), "--lo", "0", "-0.5", "--hi",
+                 "0.5", "0.5", "--u-lo", "-0.5", "0", "--u-hi", "0.5", "1"]) == 2
 
 
 def test_reach_stage_shows_both_sets_of_a_closed_loop(tmp_path):
@@ -361,3 +368,26 @@ def test_reach_stage_shows_both_sets_of_a_closed_loop(tmp_path):
     assert u_box["u_lo"][0] >= -0.5 and u_box["u_hi"][0] <= 0.5
     html = ctx.report.save(tmp_path / "r.html").read_text()
     assert "Reachable sets of the plant" in html and "closed loop" in html
+
+
+def test_reach_stage_without_plant_sets_keeps_the_surrogate_sets(tmp_path):
+    """for = "both": an initial box outside the training domain gives no plant sets (said in
+    the summary and the report) but the surrogate's sets stand; for = "plant" is an error."""
+    from tests.test_model_error import _euler_brusselator
+
+    from dynid.modelfile import save_model
+    from dynid.pipeline import RunContext
+    from reach.stage import run
+
+    _, net, lo, hi = _euler_brusselator()
+    save_model(tmp_path / "m.h5", net.with_meta(
+        system="brusselator", params={"a": 1.0, "b": 2.0}, dt=0.15, map="euler",
+        domain={"lo": lo.tolist(), "hi": hi.tolist()}))
+    ctx = RunContext(tmp_path, {}, artifacts={"model": tmp_path / "m.h5"}, base_dir=tmp_path,
+                     logger=lambda m: None)
+    section = {"lo": [4.5, 0.5], "hi": [4.6, 0.6], "steps": 1, "samples": 100}
+    run(section, ctx)
+    assert "training domain" in ctx.summary["reach"]["plant"]["error"]
+    assert ctx.summary["reach"]["sound"]
+    with pytest.raises(ConfigError, match="training domain"):
+        run({**section, "for": "plant"}, ctx)
