@@ -100,6 +100,9 @@ class ClosedLoop:
             raise ConfigError(f"the plant maps R^{self.plant.n_in} -> R^{self.plant.n_out} but "
                               f"the controller R^{n} -> R^{m}: the plant must take [x; u] "
                               f"(R^{n + m}) to the next state (R^{n})")
+        if self.u_lo is None or self.u_hi is None:
+            raise ConfigError("a closed loop needs the saturation limits u_lo and u_hi (the "
+                              "model error is certified on a bounded input box)")
         self.u_lo, self.u_hi = check_box(m, self.u_lo, self.u_hi, "saturation box")
 
     @property

@@ -391,3 +391,19 @@ def test_reach_stage_without_plant_sets_keeps_the_surrogate_sets(tmp_path):
     assert ctx.summary["reach"]["sound"]
     with pytest.raises(ConfigError, match="training domain"):
         run({**section, "for": "plant"}, ctx)
+
+
+def test_closed_loop_bad_inputs_are_one_clear_error():
+    from dynid.relunet import linear
+    from reach.plant import ClosedLoop, plant_reach
+
+    _, plant = _pendulum_plant()
+    ctrl = linear([[-1.0, -0.8]])
+    with pytest.raises(ConfigError, match="saturation limits"):
+        ClosedLoop(plant, ctrl, None, [0.5])
+    with pytest.raises(ShapeError, match="saturation box is empty"):
+        ClosedLoop(plant, ctrl, [0.5], [-0.5])
+    with pytest.raises(ConfigError, match="R\\^3 -> R\\^2"):
+        ClosedLoop(plant, linear([[1.0, 0.0], [0.0, 1.0]]), [0, 0], [1, 1])
+    with pytest.raises(ConfigError, match="controller="):
+        plant_reach(plant, [0.0, 0.0], [0.1, 0.1], 2)
