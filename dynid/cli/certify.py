@@ -61,8 +61,10 @@ def register(subparsers) -> None:
     add_json_option(rad)
     rad.set_defaults(func=_radius)
 
+    from dynid.cli.box import register as register_box   # dynid certify box (max_box)
     from dynid.cli.model_error import register as register_model_error
 
+    register_box(sub)
     register_model_error(sub)              # certify model-error (dynid/cli/model_error.py)
 
 
