@@ -457,3 +457,63 @@ def test_pendulum_torque_flow_bound_holds_against_sampled_flow():
     res = model_error(net, pend, lo[:2], hi[:2], lo[2:], hi[2:], dt=0.05, map="flow", rtol=0.5)
     seen = sampled_max(net, step, lo, hi, 20_000)
     assert res.certified and np.all(res.e >= seen)
+
+
+# ---------------------------------------------------------------------- tolerance scales
+def _brusselator_euler_exact(X, dt, a=1.0, b=2.0):
+    """The forward-Euler Brusselator map in exact rational arithmetic (rounded at the end)."""
+    out = []
+    for x, y in X:
+        x, y, h = Fraction(x), Fraction(y), Fraction(dt)
+        out.append([float(x + h * (a - (b + 1) * x + x * x * y)),
+                    float(y + h * (b * x - x * x * y))])
+    return np.array(out)
+
+
+def _small_box_case(seed, scale, mapname, n_random=40):
+    """A random net on a box of width ~ scale around a random point, its bound e and the
+    error at the box's corners, face centres, centre and random points against an independent
+    reference (Euler: exact rationals; flow: DOP853 at 1e-13)."""
+    from scipy.integrate import solve_ivp
+
+    from dynid.certify.model_error import model_error
+    from dynid.systems import get_system
+    from tests.conftest import random_relunet
+
+    rng = np.random.default_rng(seed)
+    sys_ = get_system("brusselator", a=1.0, b=2.0)
+    net = random_relunet(rng, [2, 8, 8, 2], scale=0.8)
+    c = rng.uniform([1.0, 1.0], [2.5, 2.5])
+    r = scale * rng.uniform(0.2, 1.0, 2)
+    lo, hi = c - r, c + r
+    dt = 0.1
+    res = model_error(net, sys_, lo, hi, dt=dt, map=mapname, rtol=0.5, time_limit=20.0,
+                      initial=2)
+    corners = np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], lo[1]], [hi[0], hi[1]]])
+    faces = np.array([[lo[0], c[1]], [hi[0], c[1]], [c[0], lo[1]], [c[0], hi[1]]])
+    X = np.vstack([corners, faces, c[None], rng.uniform(lo, hi, (n_random, 2))])
+    if mapname == "euler":
+        truth = _brusselator_euler_exact(X, dt)
+    else:
+        f = lambda t, z: [1.0 - 3.0 * z[0] + z[0] ** 2 * z[1], 2.0 * z[0] - z[0] ** 2 * z[1]]  # noqa: E731
+        truth = np.array([solve_ivp(f, (0, dt), x, method="DOP853", rtol=1e-13,
+                                    atol=1e-13).y[:, -1] for x in X])
+    return res, np.abs(truth - net.forward(X)).max(axis=0)
+
+
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([1.0, 1e-6, 1e-8]))
+@settings(max_examples=15, deadline=None)
+def test_euler_bound_holds_on_small_boxes_at_corners_and_faces(seed, scale):
+    """e >= the exact error at corners, faces and inside boxes of width 1, 1e-6 and 1e-8; on
+    the tiny boxes e is the point error up to (L_true + L_net) * width."""
+    res, seen = _small_box_case(seed, scale, "euler")
+    assert res.certified and np.all(res.e >= seen)
+    if scale < 1:
+        assert np.all(res.e <= seen + 1e3 * scale + 1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-8])
+def test_flow_bound_holds_on_small_boxes_at_corners_and_faces(scale):
+    res, seen = _small_box_case(7, scale, "flow", n_random=8)
+    assert res.certified and np.all(res.e + 1e-11 >= seen)      # 1e-11: DOP853's own error
+    assert np.all(res.e <= seen + 1e3 * scale + 1e-9)
