@@ -200,24 +200,32 @@ def test_cli_reach_for_plant(tmp_path, capsys):
                  "2", "--for", "plant", "--error-lo", "0", "0"]) == 2
 
 
+def _euler_brusselator_run(tmp_path):
+    """A run context whose model artifact is the Euler Brusselator surrogate of
+    tests/test_model_error.py, saved with its system, dt, map and training domain."""
+    from tests.test_model_error import _euler_brusselator
+
+    from dynid.modelfile import save_model
+    from dynid.pipeline import RunContext
+
+    _, net, lo, hi = _euler_brusselator()
+    save_model(tmp_path / "m.h5", net.with_meta(
+        system="brusselator", params={"a": 1.0, "b": 2.0}, dt=0.15, map="euler",
+        domain={"lo": lo.tolist(), "hi": hi.tolist()}))
+    return RunContext(tmp_path, {}, artifacts={"model": tmp_path / "m.h5"}, base_dir=tmp_path,
+                      logger=lambda m: None)
+
+
 def test_reach_stage_shows_both_sets(tmp_path):
     """The pipeline's reach stage certifies e for a model of a system with equations and
     reports the plant's sets beside the surrogate's (the full pipeline runs in the slow demo
     test)."""
     import json
 
-    from tests.test_model_error import _euler_brusselator
-
-    from dynid.modelfile import save_model
     from dynid.pipeline import RunContext
     from reach.stage import run
 
-    _, net, lo, hi = _euler_brusselator()
-    save_model(tmp_path / "m.h5", net.with_meta(
-        system="brusselator", params={"a": 1.0, "b": 2.0}, dt=0.15, map="euler",
-        domain={"lo": lo.tolist(), "hi": hi.tolist()}))
-    ctx = RunContext(tmp_path, {}, artifacts={"model": tmp_path / "m.h5"}, base_dir=tmp_path,
-                     logger=lambda m: None)
+    ctx = _euler_brusselator_run(tmp_path)
     run({"lo": [2.8, 0.8], "hi": [3.0, 1.0], "steps": 2, "samples": 300, "partitions": 2,
          "model_error": {"samples": 300}}, ctx)
     plant = ctx.summary["reach"]["plant"]
@@ -373,18 +381,9 @@ def test_reach_stage_shows_both_sets_of_a_closed_loop(tmp_path):
 def test_reach_stage_without_plant_sets_keeps_the_surrogate_sets(tmp_path):
     """for = "both": an initial box outside the training domain gives no plant sets (said in
     the summary and the report) but the surrogate's sets stand; for = "plant" is an error."""
-    from tests.test_model_error import _euler_brusselator
-
-    from dynid.modelfile import save_model
-    from dynid.pipeline import RunContext
     from reach.stage import run
 
-    _, net, lo, hi = _euler_brusselator()
-    save_model(tmp_path / "m.h5", net.with_meta(
-        system="brusselator", params={"a": 1.0, "b": 2.0}, dt=0.15, map="euler",
-        domain={"lo": lo.tolist(), "hi": hi.tolist()}))
-    ctx = RunContext(tmp_path, {}, artifacts={"model": tmp_path / "m.h5"}, base_dir=tmp_path,
-                     logger=lambda m: None)
+    ctx = _euler_brusselator_run(tmp_path)
     section = {"lo": [4.5, 0.5], "hi": [4.6, 0.6], "steps": 1, "samples": 100}
     run(section, ctx)
     assert "training domain" in ctx.summary["reach"]["plant"]["error"]
