@@ -18,7 +18,8 @@ For each:
 1. Model error: the certified per-state bound e (dynid.certify.model_error) on the box B the
    10-step plant analysis needs (for the closed loop: B x U, U the saturated controller's
    image of B), against the largest error of the true flow (CVODES) on N uniform samples of
-   that box: ratio e / sampled (goal < 3) and seconds (goal < 60 s on 2 cores). Side by side,
+   that box: ratio e / sampled (goal < 3) and seconds (goal < 60 s on 2 cores; wall and CPU
+   seconds, the machine being shared). Side by side,
    the same branch and bound with the issue's plain per-cell bound (L_true + L_net) h / 2
    instead of the interval Jacobian of the difference, under the same time limit (a quarter
    of it with --quick).
@@ -120,7 +121,8 @@ def error_row(label, res, seen, extra):
     return {"box": label, "slopes": res.info["slopes"],
             "e": np.round(res.e, 6).tolist(), "sampled_max": np.round(seen, 6).tolist(),
             "ratio": float(np.max(res.e / seen)), "seconds": res.seconds,
-            "cells": res.info["cells"], "stop": res.info["stop"], "status": res.status.value,
+            "cpu_seconds": res.info["cpu_seconds"], "cells": res.info["cells"],
+            "stop": res.info["stop"], "status": res.status.value,
             "substeps": res.info["flow_substeps"], **extra}
 
 
@@ -232,7 +234,7 @@ def main() -> None:
     print(f"\nModel error (goal: ratio < 3, < 60 s); load average {load0[0]:.2f} -> "
           f"{load1[0]:.2f}\n")
     print(markdown_table(rows, ["system", "box", "slopes", "e", "sampled_max", "ratio",
-                                "seconds", "cells", "stop"]))
+                                "seconds", "cpu_seconds", "cells", "stop"]))
     print(f"\nReach, {K} steps: widths at step {K}\n")
     print(markdown_table(reach_rows, ["system", "e", "plant_width", "surrogate_width",
                                       "true_width", "plant_over_true", "surrogate_over_true",

@@ -495,7 +495,9 @@ def _small_box_case(seed, scale, mapname, n_random=40):
     if mapname == "euler":
         truth = _brusselator_euler_exact(X, dt)
     else:
-        f = lambda t, z: [1.0 - 3.0 * z[0] + z[0] ** 2 * z[1], 2.0 * z[0] - z[0] ** 2 * z[1]]  # noqa: E731
+        def f(t, z):
+            return [1.0 - 3.0 * z[0] + z[0] ** 2 * z[1], 2.0 * z[0] - z[0] ** 2 * z[1]]
+
         truth = np.array([solve_ivp(f, (0, dt), x, method="DOP853", rtol=1e-13,
                                     atol=1e-13).y[:, -1] for x in X])
     return res, np.abs(truth - net.forward(X)).max(axis=0)

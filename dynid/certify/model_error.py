@@ -248,7 +248,7 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
         time_limit = _positive("time_limit", time_limit)
     from dynid.validated import TAYLOR_ORDER, TrueStepMap
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     system, dt, map_, lo, hi, u_lo, u_hi = _resolve(net, system, lo, hi, u_lo, u_hi, dt, map)
     Z_lo, Z_hi = np.r_[lo, u_lo], np.r_[hi, u_hi]
     d, n = Z_lo.size, lo.size
@@ -323,7 +323,7 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
             "open_cells": int(len(LO)), "rounds": rounds, "stop": stop, "rtol": rtol,
             "atol": atol,
             "witness": witness, "flow_substeps": truemap.substeps if map_ == "flow" else None,
-            "flow_rho_target": rho_target}
+            "flow_rho_target": rho_target, "cpu_seconds": time.process_time() - cpu0}
     if not finite:
         info["reason"] = ("no finite bound on some cells (the a-priori enclosure of the flow "
                           "failed there): raise the cell budget or shrink the box")
