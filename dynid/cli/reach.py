@@ -12,18 +12,19 @@ package is imported inside the handler so that ``dynid --help`` stays fast.
 
 from __future__ import annotations
 
-from dynid.cli.common import add_box_options, add_json_option, write_json
+from dynid.cli.common import (add_box_options, add_input, add_json_option, add_output,
+                              nonneg_float, nonneg_int, positive_int, torch_device, write_json)
 
 HELP = "reachable sets of a step map / closed loop over K steps (sound boxes, verdicts, report)"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("reach", help=HELP, description=HELP)
-    p.add_argument("target", metavar="MODEL_OR_CONFIG",
+    add_input(p, "target", metavar="MODEL_OR_CONFIG",
                    help="a config .toml, a network file whose map is one step R^n -> R^n, or "
                         "benchmark:NAME (double_integrator, quadrotor6d)")
     add_box_options(p, required=False, what="initial box")
-    p.add_argument("--steps", type=int, default=None, help="horizon K")
+    p.add_argument("--steps", type=positive_int, default=None, help="horizon K")
     p.add_argument("--method", default=None, choices=["one-shot", "recursive", "hybrid"],
                    help="one-shot (unrolled, tight), recursive (step by step, cheap) or hybrid "
                         "(default: one-shot)")
@@ -32,17 +33,17 @@ def register(subparsers) -> None:
                    help="bounding engine (default: crown)")
     p.add_argument("--template", default=None, choices=["box", "octagon"],
                    help="template directions (default: box)")
-    p.add_argument("--window", type=int, default=None, help="hybrid window in steps")
-    p.add_argument("--partitions", type=int, nargs="+", default=None, metavar="N",
+    p.add_argument("--window", type=positive_int, default=None, help="hybrid window in steps")
+    p.add_argument("--partitions", type=positive_int, nargs="+", default=None, metavar="N",
                    help="split X0 into N cells per coordinate (or one count per coordinate)")
-    p.add_argument("--refine", type=float, default=None, metavar="S",
+    p.add_argument("--refine", type=nonneg_float, default=None, metavar="S",
                    help="seconds of greedy refinement of the partition (default: 0, off)")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=nonneg_int, default=None,
                    help="simulated trajectories for the inner boxes (default: 20000)")
-    p.add_argument("--device", default=None, metavar="cpu|cuda",
+    p.add_argument("--device", type=torch_device, default=None, metavar="cpu|cuda",
                    help="torch device of the crown and lp-splitting engines (default cpu)")
-    p.add_argument("--out", default=None, help="write the reachable sets to this netCDF file")
-    p.add_argument("--report", default=None, help="write a self-contained HTML report")
+    add_output(p, "--out", default=None, help="write the reachable sets to this netCDF file")
+    add_output(p, "--report", default=None, help="write a self-contained HTML report")
     add_json_option(p)
     p.set_defaults(func=handle)
 
@@ -100,6 +101,13 @@ def handle(args) -> int:
         cfg.out = Path(args.out)
     if args.report is not None:
         cfg.report = Path(args.report)
+    from dynid.options import check_output
+
+    # the config file's own out / report follow the same rule as --out / --report
+    for what, path in (("out", cfg.out), ("report", cfg.report)):
+        check_output(path, inputs=[target], overwrite=args.overwrite, name=what)
+    if cfg.out is not None and cfg.report is not None and Path(cfg.out) == Path(cfg.report):
+        raise ConfigError(f"out and report name the same file {cfg.out}")
     run = run_config(cfg, progress=sys.stderr.isatty() or None)
     summary = run.summary()
     if args.json != "-":  # keep stdout pure JSON when it carries the JSON
