@@ -149,9 +149,28 @@ def check_output(path, *, inputs=(), overwrite: bool = False, name: str = "outpu
         parent = _existing_parent(p)
     if parent is None or not parent.is_dir():
         raise ConfigError(f"{name}: cannot create {p}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not _writable(parent):
         raise ConfigError(f"{name}: cannot write {p}: the folder {parent} is not writable")
     return p
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: try it (os.access says yes to root even
+    on a read-only mount)."""
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dynid-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    return True
 
 
 def _existing_parent(p: Path) -> Path | None:

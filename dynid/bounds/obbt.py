@@ -139,8 +139,8 @@ def obbt_bounds(net: ReLUNet, lo, hi, init: Bounds | None = None, *, mode: str =
 
 def _milp_layer(net: ReLUNet, b: Bounds, i: int, solver, budget, window):
     """Per-unit MILP bounds of layer i, encoding layers max(0, i-window)..i-1 exactly."""
-    from dynid.certify.encode import encode_relunet
-    from dynid.milp import SparseModel, solve
+    from dynid.certify.encode import encode_relunet, encoding_sensitivity
+    from dynid.milp import SparseModel, padded_bound, solve, stop_if_interrupted
 
     start = 0 if window is None else max(0, i - int(window))
     sub = ReLUNet(net.weights[start:i], net.biases[start:i], net.relu[start:i])
@@ -162,12 +162,15 @@ def _milp_layer(net: ReLUNet, b: Bounds, i: int, solver, budget, window):
             m = SparseModel()
             enc = encode_relunet(m, sub, sub_b)
             m.set_objective(enc.out, w[k], sense=sense)
-            res = solve(m, solver=solver, time_limit=left)
+            res = solve(m, solver=solver, time_limit=left, tolerances="tight")
+            stop_if_interrupted(res)
             if res.bound is None or not np.isfinite(res.bound):
                 continue
-            pad = 1e-6 * (1.0 + abs(res.bound))  # solver tolerances on the best bound
+            # the best bound padded for the solver's tolerances, then for adding the bias
+            v = padded_bound(m, res, encoding_sensitivity(sub, sub_b, w[k]))
+            r = 1e-15 + 1e-15 * (abs(v) + abs(bias[k]))
             if sense == "max":
-                up[k] = min(up[k], res.bound + bias[k] + pad)
+                up[k] = min(up[k], v + bias[k] + r)
             else:
-                dn[k] = max(dn[k], res.bound + bias[k] - pad)
+                dn[k] = max(dn[k], v + bias[k] - r)
     return dn, up

@@ -27,7 +27,8 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     """Sound lower and upper bounds of each row of ``C @ F(x)`` over the box [lo, hi].
 
     Each bound is the MIP *best bound* (valid even when the time limit stops the solver; then
-    it is looser than the optimum), padded for floating point. With ``C = None`` the identity
+    it is looser than the optimum), solved with tight tolerances and padded by what those
+    tolerances can move it (:func:`dynid.milp.bound_pad`), so it holds for the exact network. With ``C = None`` the identity
     is used (the output box).
 
     Parameters
@@ -42,9 +43,9 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     -------
     (lower, upper) float64 arrays of length k.
     """
-    from dynid.certify.encode import encode_relunet
+    from dynid.certify.encode import encode_relunet, encoding_sensitivity
     from dynid.certify.pairs import copy_bounds
-    from dynid.milp import SparseModel, solve
+    from dynid.milp import SparseModel, padded_bound, solve, stop_if_interrupted
 
     lo, hi = check_box(net, lo, hi)
     C = np.eye(net.n_out) if C is None else np.atleast_2d(np.asarray(C, dtype=np.float64))
@@ -61,13 +62,16 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     for k in range(C.shape[0]):
         for sense in ("min", "max"):
             m.set_objective(enc.out, C[k], sense=sense)
-            res = solve(m, solver=solver, time_limit=per, mip_gap=mip_gap, log=log)
+            res = solve(m, solver=solver, time_limit=per, mip_gap=mip_gap, log=log,
+                        tolerances="tight")
             results.append(res)
-            # solve() already returns a padded valid bound in the model's sense
+            stop_if_interrupted(res)
+            # the best bound, padded for the solver's tolerances (dynid.milp.tolerances)
+            value = padded_bound(m, res, encoding_sensitivity(net, b, C[k]))
             if sense == "min":
-                lower[k] = res.bound
+                lower[k] = value
             else:
-                upper[k] = res.bound
+                upper[k] = value
     if log:
         log(f"output_range: {2 * C.shape[0]} MIPs in {time.perf_counter() - t0:.2f}s")
     return (lower, upper, results) if return_results else (lower, upper)
