@@ -7,7 +7,7 @@ is a solver's dual / best bound, padded outward). Registered names:
 ========  ==================================================================================
 ibp       interval arithmetic, the output box mapped through C (cheapest, loosest)
 crown     CROWN backward linear bounds, intersected with the IBP output box
-lp-highs  exact optimum of the triangle LP relaxation by HiGHS (one LP per row and sense)
+lp-highs  the triangle LP relaxation by HiGHS (one LP per row and sense), float64 dual bounds
 lp-splitting  the same LP by the batched operator-splitting solver; its float64 dual bound
 mip       exact MIP bounds (the solver's best bound), for small networks
 ========  ==================================================================================
@@ -40,8 +40,7 @@ from dynid.relunet import ReLUNet, check_box
 
 ENGINES: dict[str, Callable] = {}
 
-# outward padding of LP optima that come from a primal solver (HiGHS): its feasibility and
-# optimality tolerances are 1e-7, so the optimum is trusted only up to a margin above them
+# kept for callers of the old names: LP bounds are float64 dual bounds now, never padded optima
 LP_REL_PAD = 1e-7
 LP_ABS_PAD = 1e-7
 
@@ -125,18 +124,9 @@ def intermediate(net: ReLUNet, lo, hi, method: str = "crown", **kw):
 
 
 def _box_through(C, out_lo, out_hi):
-    from dynid.bounds import pad_interval
+    from dynid.bounds.relaxation import affine_image
 
-    mid, rad = (out_lo + out_hi) / 2, (out_hi - out_lo) / 2
-    mag = np.abs(C) @ np.maximum(np.abs(out_lo), np.abs(out_hi))
-    return pad_interval(C @ mid - np.abs(C) @ rad, C @ mid + np.abs(C) @ rad, mag)
-
-
-def _pad_lp(low, up):
-    low = np.asarray(low, dtype=np.float64)
-    up = np.asarray(up, dtype=np.float64)
-    return (low - LP_ABS_PAD - LP_REL_PAD * np.abs(low),
-            up + LP_ABS_PAD + LP_REL_PAD * np.abs(up))
+    return affine_image(C, None, out_lo, out_hi)
 
 
 def _bounds_opt(net, lo, hi, opts):
@@ -167,14 +157,15 @@ def crown_engine(net, lo, hi, C, **opts):
 
 @register_engine("lp-highs")
 def lp_highs_engine(net, lo, hi, C, **opts):
-    """Exact triangle-LP optimum by HiGHS (upper of C and of -C in one call), padded."""
+    """Triangle-LP bounds by HiGHS (upper of C and of -C in one call): the float64 dual
+    bounds of :class:`dynid.milp.lp.WarmLP`, exact to ~1e-9 and valid at any tolerance."""
     from reach.relaxation import triangle_lp_highs
 
     b = _bounds_opt(net, lo, hi, opts)
     m = C.shape[0]
     vals = np.asarray(triangle_lp_highs(net, lo, hi, b, np.vstack([C, -C]), sense="max"),
                       dtype=np.float64)
-    low, up = _pad_lp(-vals[m:], vals[:m])
+    low, up = -vals[m:], vals[:m]
     # an LP optimum never beats the box of the same intermediate bounds; intersecting keeps
     # the result inside IBP/CROWN whatever the LP solver's tolerances did
     blo, bhi = _box_through(C, b.output_lo, b.output_hi)

@@ -181,6 +181,28 @@ def encoding_sensitivity(net: ReLUNet, bounds, c, *, method: str = "bigm") -> fl
     return total + float(v @ (1.0 + x_mag))
 
 
+def objective_scale(net: ReLUNet, c) -> float:
+    """The largest path sensitivity ``|c| |W_L| ... |W_{i+1}|`` of the objective ``c @ out``
+    to any unit (a power of two, 1 when there is none). Dividing the objective by it gives the
+    rows' multipliers size about 1, so the solver's absolute optimality tolerance stays
+    relative to them (it matters for outputs at the 1e-6 .. 1e-8 scale).
+
+    Example
+    -------
+    >>> from dynid.relunet import linear
+    >>> objective_scale(linear([[1e-8, 0.0]]), [1.0])
+    1.0
+    """
+    v = np.abs(np.asarray(c, dtype=np.float64).reshape(-1))
+    top = 0.0
+    for i in range(net.n_layers - 1, 0, -1):
+        v = np.abs(net.weights[i]).T @ v
+        top = max(top, float(v.max()) if v.size else 0.0)
+    if not (top > 0 and np.isfinite(top)):
+        return 1.0
+    return float(2.0 ** np.round(np.log2(top)))
+
+
 def fixed_input_check(net: ReLUNet, x, *, method: str = "bigm", solver: str = "auto"):
     """Encode ``net`` on the degenerate box {x} and return the solver's output values.
 

@@ -390,7 +390,7 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
     import heapq
 
     from dynid.bounds import crown_bounds_many, crown_output_many
-    from dynid.certify.encode import encode_relunet, encoding_sensitivity
+    from dynid.certify.encode import encode_relunet, encoding_sensitivity, objective_scale
     from dynid.milp import SparseModel, padded_bound, solve, stop_if_interrupted
 
     dnet = merge_duplicate_units(difference(f1, f2))
@@ -456,7 +456,8 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
             for r in np.flatnonzero(ups > best_val + tol()):
                 m = SparseModel("equivalence-cell")
                 enc = encode_relunet(m, dnet, b, method="bigm")
-                m.set_objective(enc.out, C[r], sense="max")
+                sc = objective_scale(dnet, C[r])   # multipliers about 1 (absolute tolerances)
+                m.set_objective(enc.out, C[r] / sc, sense="max")
                 m.set_start(enc.x, xc)
                 res = solve(m, time_limit=_remaining(deadline), tolerances="tight", **opts)
                 stop_if_interrupted(res)
@@ -467,7 +468,7 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
                 for key in ("variables", "binaries", "constraints"):
                     stats[key] = max(stats[key], sz[key])
                 if res.status == "optimal" and res.bound is not None and math.isfinite(res.bound):
-                    rb = min(padded_bound(m, res, encoding_sensitivity(dnet, b, C[r])),
+                    rb = min(sc * padded_bound(m, res, encoding_sensitivity(dnet, b, C[r] / sc)),
                              float(ups[r]))
                 else:
                     rb = float(ups[r])

@@ -43,7 +43,7 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     -------
     (lower, upper) float64 arrays of length k.
     """
-    from dynid.certify.encode import encode_relunet, encoding_sensitivity
+    from dynid.certify.encode import encode_relunet, encoding_sensitivity, objective_scale
     from dynid.certify.pairs import copy_bounds
     from dynid.milp import SparseModel, padded_bound, solve, stop_if_interrupted
 
@@ -54,6 +54,7 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     b = bounds if bounds is not None else copy_bounds(net, lo, hi, "ours", obbt)
     m = SparseModel()
     enc = encode_relunet(m, net, b)
+    scales = [objective_scale(net, c) for c in C]
     lower = np.full(C.shape[0], -np.inf)
     upper = np.full(C.shape[0], np.inf)
     results = []
@@ -61,13 +62,16 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     per = None if time_limit is None else time_limit / (2 * C.shape[0])
     for k in range(C.shape[0]):
         for sense in ("min", "max"):
-            m.set_objective(enc.out, C[k], sense=sense)
+            # objective scaled so that the rows' multipliers are about 1 (the solver's
+            # tolerances are absolute), solved tight, its best bound padded for the
+            # tolerances (dynid.milp.tolerances) and scaled back (a power of two: exact)
+            s = scales[k]
+            m.set_objective(enc.out, C[k] / s, sense=sense)
             res = solve(m, solver=solver, time_limit=per, mip_gap=mip_gap, log=log,
                         tolerances="tight")
             results.append(res)
             stop_if_interrupted(res)
-            # the best bound, padded for the solver's tolerances (dynid.milp.tolerances)
-            value = padded_bound(m, res, encoding_sensitivity(net, b, C[k]))
+            value = s * padded_bound(m, res, encoding_sensitivity(net, b, C[k] / s))
             if sense == "min":
                 lower[k] = value
             else:

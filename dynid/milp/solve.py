@@ -352,45 +352,19 @@ def lp_dual_bound(model, y) -> float:
     >>> round(lp_dual_bound(m, [0.4, 0.2]), 6)
     2.8
     """
+    from dynid.milp.lp import DualBound
+
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if y.size != model.n_rows or not np.all(np.isfinite(y)):
         return infinite_bound(model.sense)
     sign = 1.0 if model.sense == "max" else -1.0  # work on max (sign * objective)
-    # solvers differ in their dual sign conventions; both signs give valid bounds: keep the best
-    best = min(_dual_bound_max(model, sign, y), _dual_bound_max(model, sign, -y))
+    best = DualBound.of(model)(sign * model.objective_vector(), y) + sign * model.obj_constant
+    # the constant is added in float64: pad for that one rounding too
+    best = best + _EPS_PAD * (1.0 + abs(best))
     return float(sign * best)
 
 
-def _dual_bound_max(model, sign, y) -> float:
-    """lp_dual_bound for ``max sign * objective``, in that max sense."""
-    eps = np.finfo(np.float64).eps
-    c = sign * model.objective_vector()
-    lo, hi = model.row_lo, model.row_hi
-    A = model.matrix()
-    # row part: y_i * (hi_i if y_i > 0 else lo_i); a multiplier on an infinite side is useless
-    y = np.where((y > 0) & ~np.isfinite(hi), 0.0, y)
-    y = np.where((y < 0) & ~np.isfinite(lo), 0.0, y)
-    row_terms = np.where(y > 0, y * np.where(np.isfinite(hi), hi, 0.0),
-                         y * np.where(np.isfinite(lo), lo, 0.0))
-    AT = A.T.tocsr()
-    r = c - AT @ y
-    # |rounding error of r_j| <= gamma_k (|c_j| + sum_i |A_ij y_i|), k = nnz in column j + 1
-    k = np.diff(AT.indptr) + 2
-    r_err = 1.01 * k * eps / (1 - k * eps) * (np.abs(c) + abs(AT) @ np.abs(y))
-    lb, ub = model.lb, model.ub
-    rl, rh = r - r_err, r + r_err  # the exact reduced cost lies in [rl, rh]
-    if np.any((rh > 0) & ~np.isfinite(ub)) or np.any((rl < 0) & ~np.isfinite(lb)):
-        return math.inf
-    # sup of r_j x_j over r_j in [rl, rh], x_j in [lb, ub]: a corner with a finite bound
-    with np.errstate(invalid="ignore"):
-        at_ub = np.where(np.isfinite(ub), np.maximum(rl * ub, rh * ub), -np.inf)
-        at_lb = np.where(np.isfinite(lb), np.maximum(rl * lb, rh * lb), -np.inf)
-    col_terms = np.maximum(at_ub, at_lb)
-    col_terms = np.where(np.isneginf(col_terms), 0.0, col_terms)  # free var with r == 0
-    terms = np.concatenate([row_terms, col_terms, [sign * model.obj_constant]])
-    total = float(np.sum(terms))
-    pad = 1.01 * (terms.size + 2) * eps * float(np.sum(np.abs(terms))) + 1e-300
-    return total + pad
+_EPS_PAD = 2.3e-16
 
 
 def stop_if_interrupted(result) -> None:

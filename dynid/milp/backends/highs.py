@@ -49,9 +49,9 @@ def _lp(highspy, model, zero_objective=False):
 
 def _highs(highspy, model, time_limit, threads, mip_gap, mip_gap_abs, options,
            zero_objective=False):
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("log_to_console", False)
+    from dynid.milp.lp import quiet_highs
+
+    h = quiet_highs(highspy, threads=None)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
     if threads is not None:
