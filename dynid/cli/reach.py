@@ -42,6 +42,14 @@ def register(subparsers) -> None:
                    help="simulated trajectories for the inner boxes (default: 20000)")
     p.add_argument("--device", type=torch_device, default=None, metavar="cpu|cuda",
                    help="torch device of the crown and lp-splitting engines (default cpu)")
+    p.add_argument("--intermediate", default=None, choices=["ibp", "crown", "splitting", "lp"],
+                   help="intermediate bounds of the LP engines (lp-splitting default: "
+                        "splitting, by the polished layer dual)")
+    p.add_argument("--max-iter", type=nonneg_int, default=None, metavar="N",
+                   help="lp-splitting: ADMM iterations of the output LPs (default 3000)")
+    p.add_argument("--polish-steps", type=nonneg_int, default=None, metavar="N",
+                   help="lp-splitting: slope-polishing steps of the output LPs and of each "
+                        "intermediate layer (default 500)")
     add_output(p, "--out", default=None, help="write the reachable sets to this netCDF file")
     add_output(p, "--report", default=None, help="write a self-contained HTML report")
     add_json_option(p)
@@ -97,6 +105,17 @@ def handle(args) -> int:
                                   "use --device cpu")
         cfg.options["engine_opts"] = {**(cfg.options.get("engine_opts") or {}),
                                       "device": args.device}
+    extra = {}
+    if args.intermediate is not None:
+        extra["intermediate"] = args.intermediate
+    if args.max_iter is not None:
+        extra["max_iter"] = args.max_iter
+    if args.polish_steps is not None:
+        extra["polish_steps"] = args.polish_steps
+        extra["intermediate_opts"] = {**(cfg.options.get("engine_opts") or {}).get(
+            "intermediate_opts", {}), "polish_steps": args.polish_steps}
+    if extra:
+        cfg.options["engine_opts"] = {**(cfg.options.get("engine_opts") or {}), **extra}
     if args.out is not None:
         cfg.out = Path(args.out)
     if args.report is not None:
