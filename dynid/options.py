@@ -51,12 +51,13 @@ MAX_COUNT = 10 ** 9
 
 
 def check_number(value, name: str, *, rule: str = "positive", kind=float,
-                 none_ok: bool = False, maximum=None):
+                 none_ok: bool = False, maximum=None, text_ok: bool = True):
     """Return ``value`` converted to ``kind`` (int or float) if it obeys ``rule``; else raise
     ConfigError naming the option, the rule and the value.
 
     ``kind=int`` refuses non-integral values (``2.5``) and booleans; ``none_ok`` lets None
-    through (an option left unset); ``maximum`` caps the value (inclusive).
+    through (an option left unset); ``maximum`` caps the value (inclusive); ``text_ok=False``
+    refuses strings (API arguments, where ``"3"`` is a mistake rather than command-line text).
 
     Example
     -------
@@ -66,6 +67,10 @@ def check_number(value, name: str, *, rule: str = "positive", kind=float,
     Traceback (most recent call last):
     ...
     dynid.errors.ConfigError: steps must be an integer > 0, got 2.5
+    >>> check_number("3", "steps", kind=int, text_ok=False)
+    Traceback (most recent call last):
+    ...
+    dynid.errors.ConfigError: steps must be an integer > 0, got '3'
     """
     if value is None and none_ok:
         return None
@@ -77,6 +82,8 @@ def check_number(value, name: str, *, rule: str = "positive", kind=float,
     if isinstance(value, bool) or value is None:
         raise bad
     if isinstance(value, str):
+        if not text_ok:
+            raise bad
         value = value.strip()
         try:
             value = int(value) if kind is int else float(value)

@@ -26,24 +26,27 @@ from dynid.options import check_number, check_output
 from dynid.results import jsonable
 
 
-def _arg_type(rule: str, kind, label: str):
+def number_type(rule: str, kind=float, maximum=None, label: str | None = None):
+    """An argparse ``type=`` converting the text to ``kind`` under ``rule`` (and at most
+    ``maximum``) of :func:`dynid.options.check_number`; the ready-made ones below cover the
+    common cases, e.g. ``type=number_type("positive", int, maximum=1000)`` for ``--steps``."""
     def convert(text):
         try:
-            return check_number(text, "value", rule=rule, kind=kind)
+            return check_number(text, "value", rule=rule, kind=kind, maximum=maximum)
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc).replace("value must be", "must be")) \
                 from None
 
-    convert.__name__ = label
+    convert.__name__ = label or f"{rule}_{kind.__name__}"
     return convert
 
 
-positive_float = _arg_type("positive", float, "positive_float")
-nonneg_float = _arg_type("nonneg", float, "nonneg_float")
-finite_float = _arg_type("finite", float, "finite_float")
-fraction_float = _arg_type("fraction", float, "fraction_float")
-positive_int = _arg_type("positive", int, "positive_int")
-nonneg_int = _arg_type("nonneg", int, "nonneg_int")
+positive_float = number_type("positive", float, label="positive_float")
+nonneg_float = number_type("nonneg", float, label="nonneg_float")
+finite_float = number_type("finite", float, label="finite_float")
+fraction_float = number_type("fraction", float, label="fraction_float")
+positive_int = number_type("positive", int, label="positive_int")
+nonneg_int = number_type("nonneg", int, label="nonneg_int")
 
 _OUT, _IN = "_dynid_outputs", "_dynid_inputs"
 
@@ -158,6 +161,6 @@ def write_json(obj, path) -> None:
         write_text_atomic(path, text + "\n")
 
 
-__all__ = ["positive_float", "nonneg_float", "finite_float", "fraction_float", "positive_int",
+__all__ = ["number_type", "positive_float", "nonneg_float", "finite_float", "fraction_float", "positive_int",
            "nonneg_int", "torch_device", "add_output", "add_input", "check_paths", "add_box_options",
            "add_solver_options", "add_json_option", "add_norm_option", "write_json"]
