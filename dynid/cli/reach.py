@@ -158,6 +158,9 @@ def handle(args) -> int:
     if args.json != "-":  # keep stdout pure JSON when it carries the JSON
         _print(run, summary)
     write_json(summary, args.json)
+    if not int(run.dataset.attrs.get("complete", 1)):
+        # Ctrl-C during the bounds: the finished cells were kept (and written); say so, 130
+        raise KeyboardInterrupt
     return 0
 
 
