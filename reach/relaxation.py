@@ -61,7 +61,7 @@ class TriangleLP:
     >>> from dynid.bounds import interval_bounds
     >>> net = linear([[1.0, 2.0]])
     >>> lp = TriangleLP(net, [0, 0], [1, 1], interval_bounds(net, [0, 0], [1, 1]))
-    >>> round(float(lp.solve([1.0])), 6), round(float(lp.solve([1.0], "min")), 6)
+    >>> round(float(lp.solve([1.0])), 6), round(float(lp.solve([1.0], "min")), 6) + 0.0
     (3.0, 0.0)
     """
 

@@ -69,7 +69,7 @@ def prefix_net(net, i: int):
     -------
     >>> from dynid.relunet import ReLUNet
     >>> net = ReLUNet([np.eye(2), np.ones((1, 2))], [np.zeros(2), np.zeros(1)])
-    >>> prefix_net(net, 0).relu[-1].any()
+    >>> bool(prefix_net(net, 0).relu[-1].any())
     False
     """
     from dynid.relunet import ReLUNet
