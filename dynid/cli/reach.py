@@ -120,15 +120,7 @@ def handle(args) -> int:
         cfg.options["partitions"] = (args.partitions[0] if len(args.partitions) == 1
                                      else list(args.partitions))
     cfg.options.setdefault("engine", "crown")
-    if args.device is not None:
-        if args.device != "cpu" and not args.device.startswith("cuda"):
-            raise ConfigError(f"--device must be cpu or cuda[:N], got {args.device!r}")
-        if args.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError(f"--device {args.device}: torch sees no CUDA device here; "
-                                  "use --device cpu")
+    if args.device is not None:   # checked by its argparse type (torch_device)
         cfg.options["engine_opts"] = {**(cfg.options.get("engine_opts") or {}),
                                       "device": args.device}
     extra = {}
