@@ -36,7 +36,7 @@ import numpy as np
 
 from dynid.errors import ConfigError, ShapeError
 from dynid.relunet import ReLUNet, check_box
-from reach.engines import bound, get_engine
+from reach.engines import bound, check_engine_options, get_engine
 from reach.templates import direction_labels, template_matrix
 
 METHODS = ("one-shot", "recursive", "hybrid")
@@ -139,14 +139,15 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
     def box(a, b):
         return (a, b) if extra is None else (np.r_[a, extra[0]], np.r_[b, extra[1]])
 
-    from reach.engines import intermediate
+    from reach.engines import engine_options, intermediate_for
 
     n = step_net.n_in
     unrolled = unrolled or _Unrolled(step_net)
-    opts = dict(engine_opts or {})
+    opts = engine_options(engine, engine_opts)
     reuse = (engine in _REUSES_BOUNDS and "bounds" not in opts
              and not step_net.relu[-1].any())
-    method = "ibp" if engine == "ibp" else opts.get("intermediate", "crown")
+    if engine == "ibp":
+        opts["intermediate"] = "ibp"
     lower = np.full((steps, D.shape[0]), np.nan)
     upper = np.full((steps, D.shape[0]), np.nan)
     secs = np.zeros(steps)
@@ -160,8 +161,7 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
         if reuse:
             if full is None:
                 deepest = unrolled(min(window, steps - anchor))
-                full = intermediate(deepest, *box(a_lo, a_hi), method,
-                                    **({"device": opts["device"]} if "device" in opts else {}))
+                full = intermediate_for(deepest, *box(a_lo, a_hi), opts)
             kw["bounds"] = _prefix_bounds(full, net_j)
         low, up = bound(net_j, *box(a_lo, a_hi), D, engine=engine, **kw)
         # keep every interval ordered: rounding in a degenerate box must not flip a bound
@@ -276,7 +276,7 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     steps = int(steps)
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
-    get_engine(engine)
+    check_engine_options(engine, dict(engine_opts or {}))
     w = _window(method, steps, window)
     lo, hi = check_box(step_net, x0_lo, x0_hi, "initial box")
     n = step_net.n_in
