@@ -218,7 +218,12 @@ def plant_reach(net, x0_lo, x0_hi, steps: int, *, controller=None, u_lo=None, u_
     from reach.falsify import corners
     from reach.reachability import reach
 
+    from dynid.options import check_number
+
     t0 = time.perf_counter()
+    margin = check_number(margin, "margin", rule="nonneg", text_ok=False)
+    tries = check_number(tries, "tries", kind=int, text_ok=False)
+    samples = check_number(samples, "samples", kind=int, rule="nonneg", text_ok=False)
     loop = controller if isinstance(controller, ClosedLoop) else (
         None if controller is None else ClosedLoop(net, controller, u_lo, u_hi))
     step_net = net if loop is None else loop.step()
@@ -402,6 +407,29 @@ PLANT_STAGE_KEYS = {"rtol", "time_limit", "max_cells", "lo", "hi", "margin", "sa
                     "slopes"}
 
 
+def plant_stage_options(section: dict) -> tuple[str, dict]:
+    """``for`` and the ``[reach.model_error]`` options of a reach section, checked (one
+    ConfigError naming the option) and with numbers normalised; run before any work."""
+    from dynid.options import check_number
+    from dynid.pipeline import check_keys
+
+    about = section.get("for", "both")
+    if about not in ("both", "plant", "surrogate"):
+        raise ConfigError(f"[reach] for = {about!r} must be one of both, plant, surrogate")
+    me_opts = dict(section.get("model_error") or {})
+    check_keys(me_opts, PLANT_STAGE_KEYS, "[reach.model_error]")
+    rules = {"rtol": ("positive", float), "time_limit": ("positive", float),
+             "max_cells": ("positive", int), "margin": ("nonneg", float),
+             "samples": ("nonneg", int)}
+    for key, (rule, kind) in rules.items():
+        if key in me_opts:
+            me_opts[key] = check_number(me_opts[key], f"[reach.model_error] {key}", rule=rule,
+                                        kind=kind, text_ok=False)
+    if ("lo" in me_opts) != ("hi" in me_opts):
+        raise ConfigError("[reach.model_error] needs both lo and hi (or neither)")
+    return about, me_opts
+
+
 def has_equations(net) -> bool:
     """Whether the model names a catalogue/registered system with CasADi equations whose
     states (and inputs) are the model's inputs and whose states are its outputs (a surrogate
@@ -425,13 +453,10 @@ def stage_plant(section: dict, ctx, rc, surrogate_run, projections, model=None,
     cells, simulate the true system, write plant_reach.nc and model_error.json, report.
     ``model`` and ``controller`` (the stage's model file and controller table) give the parts
     of a closed loop."""
-    from dynid.pipeline import check_keys
     from dynid.results import jsonable
     from reach.reachability import save_reach
 
-    about = section.get("for", "both")
-    if about not in ("both", "plant", "surrogate"):
-        raise ConfigError(f"[reach] for = {about!r} must be one of both, plant, surrogate")
+    about, me_opts = plant_stage_options(section)
     if about == "surrogate":
         return None
     loop = closed_loop_of(rc.step_net, model, controller, ctx.base_dir)
@@ -441,11 +466,9 @@ def stage_plant(section: dict, ctx, rc, surrogate_run, projections, model=None,
                               "(system, params and dt in the model file)")
         ctx.log("reach: no system equations behind the model: sets of the surrogate only")
         return None
-    me_opts = dict(section.get("model_error") or {})
-    check_keys(me_opts, PLANT_STAGE_KEYS, "[reach.model_error]")
     box = (me_opts.pop("lo"), me_opts.pop("hi")) if "lo" in me_opts else None
-    margin = float(me_opts.pop("margin", 0.25))
-    samples = int(me_opts.pop("samples", 2000))
+    margin = me_opts.pop("margin", 0.25)
+    samples = me_opts.pop("samples", 2000)
     opts = {k: v for k, v in rc.options.items()
             if k in ("method", "engine", "template", "window", "engine_opts")}
     sds = surrogate_run.dataset

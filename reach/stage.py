@@ -50,6 +50,9 @@ def run(section: dict, ctx) -> None:
     from reach.specs import spec_from_dict
 
     check_keys(section, KEYS, "[reach]")
+    from reach.plant import plant_stage_options
+
+    plant_stage_options(section)            # for / [reach.model_error], before any work
     model = ctx.resolve(section["model"]) if "model" in section else ctx.artifacts.get("model")
     if model is None and "benchmark" not in section:
         raise ConfigError("[reach] needs a model: add a [train] stage or set model = PATH")

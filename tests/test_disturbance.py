@@ -242,6 +242,16 @@ def test_reach_stage_shows_both_sets(tmp_path):
     assert "plant" not in ctx2.summary["reach"]
     with pytest.raises(ConfigError, match="for"):
         run({"lo": [2.8, 0.8], "hi": [3.0, 1.0], "steps": 2, "for": "truth"}, ctx2)
+    # bad [reach.model_error] options: one clear error before any work or file
+    ctx3 = RunContext(tmp_path / "c", {}, artifacts={"model": tmp_path / "m.h5"},
+                      base_dir=tmp_path, logger=lambda m: None)
+    (tmp_path / "c").mkdir()
+    for bad, match in (({"samples": -1}, "samples"), ({"rtol": float("nan")}, "rtol"),
+                       ({"margin": "0.1"}, "margin"), ({"lo": [2.0, 0.0]}, "lo and hi"),
+                       ({"tol": 1}, "tol")):
+        with pytest.raises(ConfigError, match=match):
+            run({"lo": [2.8, 0.8], "hi": [3.0, 1.0], "steps": 2, "model_error": bad}, ctx3)
+    assert list((tmp_path / "c").iterdir()) == []
 
 
 # ---------------------------------------------------------------------- closed loops

@@ -373,6 +373,12 @@ def test_bad_inputs_are_one_clear_error():
         model_error(net, py, lo, hi, dt=0.1, map="euler")
     with pytest.raises(DynidError, match="method"):
         model_error(net, sys_, lo, hi, dt=0.1, method="guess")
+    for kw, match in (({"max_cells": 2.5}, "max_cells"), ({"time_limit": "60"}, "time_limit"),
+                      ({"atol": 0.0}, "atol")):
+        with pytest.raises(ConfigError, match=match):
+            model_error(net, sys_, lo, hi, dt=0.1, map="euler", **kw)
+    with pytest.raises(ConfigError, match="beta"):
+        model_error(net, sys_, lo, hi, dt=0.1, map="euler", method="empirical", beta=1.5)
 
 
 def test_cli_certify_model_error(tmp_path, capsys):
@@ -396,10 +402,17 @@ def test_cli_certify_model_error(tmp_path, capsys):
     cap = capsys.readouterr()
     assert json.loads(cap.out)["label"] == "empirical, not certified"
     assert "empirical, not certified" in cap.err and "NOT a bound" in cap.err
-    assert main(["certify", "model-error", str(path), "--rtol", "-1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--rtol" in err[0]
-    assert main(["certify", "model-error", str(path), "--data", "x.nc"]) == 2
+    from tests.test_cli_errors import run_cli
+
+    for bad in (["--rtol", "-1"], ["--max-cells", "0"], ["--dt", "nan"], ["--beta", "2"],
+                ["--samples", "1.5"], ["--time-limit", "inf"], ["--u-lo", "x"]):
+        rc, err = run_cli(["certify", "model-error", path, *bad], capsys)
+        assert rc == 2 and len(err.splitlines()) == 1 and bad[0] in err, (bad, err)
+    # the JSON output follows the central output rule: not the model itself, no silent replace
+    assert run_cli(["certify", "model-error", path, "--json", path], capsys)[0] == 2
+    rc, err = run_cli(["certify", "model-error", path, "--json", tmp_path / "e.json"], capsys)
+    assert rc == 2 and "--overwrite" in err
+    assert run_cli(["certify", "model-error", path, "--data", "x.nc"], capsys)[0] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "m.h5"]
 
 

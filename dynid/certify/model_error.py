@@ -243,7 +243,7 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
         raise ConfigError(f"slopes {slopes!r} is not one of difference, lipschitz")
     rtol = _positive("rtol", rtol)
     atol = _positive("atol", atol)
-    max_cells = int(_positive("max_cells", max_cells))
+    max_cells = _positive("max_cells", max_cells, int)
     if time_limit is not None:
         time_limit = _positive("time_limit", time_limit)
     from dynid.validated import TAYLOR_ORDER, TrueStepMap
@@ -334,10 +334,11 @@ def model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=None, dt=Non
         u_lo=u_lo, u_hi=u_hi, label=CERTIFIED_LABEL, map=map_, dt=dt, system=system.name)
 
 
-def _positive(name, v) -> float:
-    from dynid.systems import _check_positive
+def _positive(name, v, kind=float, maximum=None):
+    """``v`` as a finite number > 0 (dynid.options' rule for API arguments)."""
+    from dynid.options import check_number
 
-    return _check_positive(v, name)
+    return check_number(v, name, kind=kind, maximum=maximum, text_ok=False)
 
 
 def _grid(lo, hi, k: int):
@@ -421,14 +422,14 @@ def empirical_model_error(net, system=None, lo=None, hi=None, u_lo=None, u_hi=No
     t0 = time.perf_counter()
     if not isinstance(net, ReLUNet):
         raise ShapeError("model_error needs a ReLUNet (load it with dynid.modelfile.load_model)")
-    beta = _positive("beta", beta)
+    beta = _positive("beta", beta, maximum=1.0)
     if beta >= 1:
         raise ConfigError(f"beta={beta} must be below 1 (confidence 1 - beta)")
     meta = net.meta if isinstance(net.meta, dict) else {}
     if data is None:
         system, dt, map_, lo, hi, u_lo, u_hi = _resolve(net, system, lo, hi, u_lo, u_hi, dt,
                                                         map)
-        samples = int(_positive("samples", samples))
+        samples = _positive("samples", samples, int)
         rng = np.random.default_rng(seed)
         Z_lo, Z_hi = np.r_[lo, u_lo], np.r_[hi, u_hi]
         Z = Z_lo + (Z_hi - Z_lo) * rng.random((samples, Z_lo.size))

@@ -16,7 +16,10 @@ import sys
 
 import numpy as np
 
-from dynid.cli.common import add_box_options, add_json_option, write_json
+from dynid.cli.common import (add_box_options, add_input, add_json_option, finite_float,
+                              number_type, positive_float, positive_int, write_json)
+
+beta_float = number_type("positive", float, maximum=1.0, label="beta")
 
 HELP = "bound the model error |F_true - F_net| per state over a box (certified or empirical)"
 
@@ -25,24 +28,24 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("model-error", help=HELP, description=HELP + ". The true map is "
                               "the system's exact flow over dt (or its Euler / RK4 map); "
                               "system, parameters, dt and map default to the model's.")
-    p.add_argument("model", help="model file (.h5 written by dynid train)")
+    add_input(p, "model", help="model file (.h5 written by dynid train)")
     p.add_argument("--system", default=None, help="the true system (default: the model's)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="system parameter, repeatable (default: the model's parameters)")
     add_box_options(p, required=False, what="state box (default: the training domain)")
-    p.add_argument("--u-lo", type=float, nargs="+", default=None, metavar="L",
+    p.add_argument("--u-lo", type=finite_float, nargs="+", default=None, metavar="L",
                    help="lower corner of the input box (systems with inputs)")
-    p.add_argument("--u-hi", type=float, nargs="+", default=None, metavar="H",
+    p.add_argument("--u-hi", type=finite_float, nargs="+", default=None, metavar="H",
                    help="upper corner of the input box")
-    p.add_argument("--dt", type=float, default=None, help="time step (default: the model's)")
+    p.add_argument("--dt", type=positive_float, default=None, help="time step (default: the model's)")
     p.add_argument("--map", default=None, choices=["flow", "euler", "rk4"],
                    help="true map (default: the model's)")
-    p.add_argument("--rtol", type=float, default=0.2,
+    p.add_argument("--rtol", type=positive_float, default=0.2,
                    help="refine until the bound is within (1 + rtol) of the largest error "
                         "found (default 0.2)")
-    p.add_argument("--max-cells", type=int, default=500_000,
+    p.add_argument("--max-cells", type=positive_int, default=500_000,
                    help="budget of grid cells (default 500000)")
-    p.add_argument("--time-limit", type=float, default=120.0, metavar="S",
+    p.add_argument("--time-limit", type=positive_float, default=120.0, metavar="S",
                    help="seconds of refinement; a stop keeps a valid, looser bound (default 120)")
     p.add_argument("--slopes", default="difference", choices=["difference", "lipschitz"],
                    help="per-cell slope bound: the interval Jacobian of F_true - F_net "
@@ -50,11 +53,11 @@ def register(subparsers) -> None:
     p.add_argument("--empirical", action="store_true",
                    help="empirical bound (sampled maximum with a scenario confidence), for "
                         "plants without equations: NOT certified")
-    p.add_argument("--data", default=None,
+    add_input(p, "--data", default=None,
                    help="with --empirical: held-out data (netCDF) instead of simulated samples")
-    p.add_argument("--samples", type=int, default=100_000,
+    p.add_argument("--samples", type=positive_int, default=100_000,
                    help="with --empirical and no --data: simulated samples (default 100000)")
-    p.add_argument("--beta", type=float, default=1e-6,
+    p.add_argument("--beta", type=beta_float, default=1e-6,
                    help="with --empirical: confidence 1 - beta (default 1e-6)")
     add_json_option(p)
     p.set_defaults(func=handle)
@@ -66,14 +69,6 @@ def handle(args) -> int:
     from dynid.errors import ConfigError
     from dynid.modelfile import load_model
 
-    for name in ("rtol", "time_limit", "beta"):
-        v = getattr(args, name)
-        if not (np.isfinite(v) and v > 0):
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
-    for name in ("max_cells", "samples"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got "
-                              f"{getattr(args, name)}")
     if (args.lo is None) != (args.hi is None):
         raise ConfigError("give both --lo and --hi (or neither, for the training domain)")
     if args.data is not None and not args.empirical:
