@@ -54,7 +54,7 @@ def register(subparsers) -> None:
                    help="empirical bound (sampled maximum with a scenario confidence), for "
                         "plants without equations: NOT certified")
     add_input(p, "--data", default=None,
-                   help="with --empirical: held-out data (netCDF) instead of simulated samples")
+              help="with --empirical: held-out data (netCDF) instead of simulated samples")
     p.add_argument("--samples", type=positive_int, default=100_000,
                    help="with --empirical and no --data: simulated samples (default 100000)")
     p.add_argument("--beta", type=beta_float, default=1e-6,
