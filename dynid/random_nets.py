@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dynid.errors import ConfigError, parse_norm
+from dynid.options import check_number
 from dynid.relunet import ReLUNet
 
 NORMS = ("1", "2", "inf")
@@ -57,8 +58,7 @@ def he_mlp(n_in: int, widths=(64, 64), n_out: int = 2, *, bias_std: float = 0.0,
                           f"n_out={n_out}")
     if sum(widths) + n_in + n_out > 1_000_000:
         raise ConfigError("he_mlp: more than 1e6 units is not a test network; use fewer")
-    if not (math.isfinite(bias_std) and bias_std >= 0):
-        raise ConfigError(f"bias_std must be a finite number >= 0, got {bias_std}")
+    bias_std = check_number(bias_std, "bias_std", rule="nonneg", text_ok=False)
     rng = np.random.default_rng(seed)
     dims = [int(n_in)] + widths + [int(n_out)]
     ws, bs = [], []
@@ -107,8 +107,10 @@ def study_grid(ns=(8, 16, 32, 64, 128), n_nets: int = 30, n_inputs: int = 5, nor
     norms = [_norm_name(p) for p in norms]
     if not ns or min(ns) < 1 or int(n_nets) < 1 or int(n_inputs) < 1:
         raise ConfigError("the study needs dimensions >= 1 and at least one net and one input")
-    if time_limit is not None and not (float(time_limit) > 0):
-        raise ConfigError(f"time_limit must be > 0 seconds (or None), got {time_limit}")
+    time_limit = check_number(time_limit, "time_limit", none_ok=True, text_ok=False)
+    gap = check_number(gap, "gap", rule="nonneg", text_ok=False)
+    bias_std = check_number(bias_std, "bias_std", rule="nonneg", text_ok=False)
+    threads = check_number(threads, "threads", kind=int, text_ok=False)
     out = []
     for n in ns:
         for i in range(int(n_nets)):

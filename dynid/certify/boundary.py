@@ -44,6 +44,7 @@ import numpy as np
 
 from dynid.certify.encode import TIGHT_OPTIONS
 from dynid.errors import ConfigError, ShapeError, parse_norm
+from dynid.options import check_number
 from dynid.relunet import ReLUNet, check_box, compose, linear
 from dynid.results import Certificate, Status
 
@@ -267,20 +268,16 @@ def boundary_distance(net: ReLUNet, x, norm="inf", domain=None, *, solver: str =
     x, dom_lo, dom_hi = _check_inputs(net, x, domain)
     if tighten not in ("crown", "obbt"):
         raise ConfigError(f"tighten={tighten!r} is unknown: use 'crown' or 'obbt'")
-    for name, v in (("gap", gap), ("abs_gap", abs_gap)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
-    if time_limit is not None and not (float(time_limit) > 0):
-        raise ConfigError(f"time_limit must be > 0 seconds (or None), got {time_limit}")
-    if r_max is not None and not (math.isfinite(float(r_max)) and float(r_max) > 0):
-        raise ConfigError(f"r_max must be a finite number > 0, got {r_max}")
+    gap = check_number(gap, "gap", rule="nonneg", text_ok=False)
+    abs_gap = check_number(abs_gap, "abs_gap", rule="nonneg", text_ok=False)
+    time_limit = check_number(time_limit, "time_limit", none_ok=True, text_ok=False)
+    r_max = check_number(r_max, "r_max", none_ok=True, text_ok=False)
+    tau = check_number(tau, "tau", rule="nonneg", none_ok=True, text_ok=False)
+    threads = check_number(threads, "threads", kind=int, none_ok=True, text_ok=False)
     label, C = decision(net, x)
     gnet = compose(linear(C), net)
     g_x = C @ net.forward(x)
     tau = TAU_REL * float(np.max(np.abs(g_x))) if tau is None else tau
-    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau >= 0):
-        raise ConfigError(f"tau must be a finite number >= 0, got {tau!r}")
-    tau = float(tau)
     side = _Side(net, C, dom_lo, dom_hi, tau, x)
     info = {"norm": _pname(p), "label": label, "n_margins": int(C.shape[0]), "tau": tau,
             "domain": None if domain is None else {"lo": dom_lo, "hi": dom_hi},

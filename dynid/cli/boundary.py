@@ -6,14 +6,14 @@ Registered from :mod:`dynid.cli.certify` as one more query of ``dynid certify``.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import numpy as np
 
-from dynid.cli.box import _check_out, _domain
-from dynid.cli.common import add_json_option, add_norm_option, add_solver_options, write_json
-from dynid.errors import ConfigError, ShapeError
+from dynid.cli.box import _domain
+from dynid.cli.common import (add_input, add_json_option, add_norm_option, add_solver_options,
+                              finite_float, nonneg_float, write_json)
+from dynid.errors import ShapeError
 
 EXAMPLES = """\
 examples:
@@ -32,17 +32,17 @@ def register(sub) -> None:
                     "and an attack above. Only points of the domain count (default: the "
                     "model's domain; --no-domain for all of R^n).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="model file (.h5)")
-    p.add_argument("--at", type=float, nargs="+", required=True, metavar="X",
+    add_input(p, "model", help="model file (.h5)")
+    p.add_argument("--at", type=finite_float, nargs="+", required=True, metavar="X",
                    help="the point (n values; several points: 2n, 3n, ... values)")
     add_norm_option(p)
-    p.add_argument("--lo", type=float, nargs="+", metavar="L",
+    p.add_argument("--lo", type=finite_float, nargs="+", metavar="L",
                    help="lower corner of the domain (default: the model's domain)")
-    p.add_argument("--hi", type=float, nargs="+", metavar="H",
+    p.add_argument("--hi", type=finite_float, nargs="+", metavar="H",
                    help="upper corner of the domain (default: the model's domain)")
     p.add_argument("--no-domain", action="store_true",
                    help="all of R^n counts (ignore the model's domain)")
-    p.add_argument("--gap", type=float, default=1e-4,
+    p.add_argument("--gap", type=nonneg_float, default=1e-4,
                    help="relative width at which the bracket counts as closed (default 1e-4)")
     p.add_argument("--tighten", choices=["crown", "obbt"], default="crown",
                    help="intermediate bounds of the MIP (default crown; obbt adds LP tightening)")
@@ -57,17 +57,9 @@ def _boundary(args) -> int:
 
     net = load_model(args.model)
     at = np.asarray(args.at, float)
-    if at.size % net.n_in or not np.all(np.isfinite(at)):
-        raise ShapeError(f"--at needs finite values, a multiple of {net.n_in} (one point is "
+    if at.size % net.n_in:
+        raise ShapeError(f"--at needs a multiple of {net.n_in} values (one point is "
                          f"{net.n_in} values), got {at.size}")
-    if args.time_limit is not None and not (math.isfinite(args.time_limit)
-                                            and args.time_limit > 0):
-        raise ConfigError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    if not (math.isfinite(args.gap) and args.gap >= 0):
-        raise ConfigError(f"--gap must be a finite number >= 0, got {args.gap}")
-    _check_out(args.json, "--json")
     domain = _domain(net, args)
     points = at.reshape(-1, net.n_in)
     out = sys.stderr if args.json == "-" else sys.stdout
