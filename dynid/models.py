@@ -33,7 +33,7 @@ from torch import nn
 from dynid.errors import ConfigError, ShapeError
 from dynid.relunet import ReLUNet, residual
 
-ARCHITECTURES = ("mlp", "residual")
+ARCHITECTURES = ("mlp", "residual", "cpl")
 
 
 def _stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -222,8 +222,10 @@ def _check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_surrogate(arch: str, X, Y, hidden=(32, 32), *, h: float = 1.0, dtype=torch.float64,
-                   device=None) -> _Surrogate:
-    """Build a surrogate of kind ``arch`` ('mlp' | 'residual') normalised on the pairs (X, Y).
+                   device=None, options: dict | None = None) -> _Surrogate:
+    """Build a surrogate of kind ``arch`` ('mlp' | 'residual' | 'cpl') normalised on the pairs
+    (X, Y). ``options``: keyword arguments of the 'cpl' kind (c, gain, power_iterations; see
+    :class:`dynid.cpl.CPLSurrogate`).
 
     Example
     -------
@@ -231,10 +233,16 @@ def make_surrogate(arch: str, X, Y, hidden=(32, 32), *, h: float = 1.0, dtype=to
     >>> make_surrogate("mlp", X, X ** 2, hidden=(4,)).kind
     'mlp'
     """
+    if options and arch != "cpl":
+        raise ConfigError(f"architecture {arch!r} takes no options, got {sorted(options)}")
     if arch == "mlp":
         return MLPSurrogate.from_data(X, Y, hidden, dtype=dtype, device=device)
     if arch == "residual":
         return ResidualSurrogate.from_data(X, Y, hidden, h=h, dtype=dtype, device=device)
+    if arch == "cpl":
+        from dynid.cpl import CPLSurrogate
+
+        return CPLSurrogate.from_data(X, Y, hidden, dtype=dtype, device=device, **(options or {}))
     raise ConfigError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHITECTURES)}")
 
 
