@@ -455,13 +455,10 @@ class CPLSurrogate(nn.Module):
                  gain="none", x_mean=None, x_std=None, power_iterations: int = 1,
                  step_init: float | None = 0.1, dtype=torch.float64, device=None):
         super().__init__()
-        from dynid.models import _check_hidden
+        from dynid.models import check_sizes, norm_vector
 
-        n = int(n_state)
-        if n < 1:
-            raise ShapeError(f"a surrogate needs at least one state, got n_state={n_state}")
+        n, self.hidden = check_sizes(n_state, hidden)
         self.n_state = n
-        self.hidden = _check_hidden(hidden)
         self.c = _check_c(c, len(self.hidden))
         if int(power_iterations) < 1:
             raise ConfigError(f"power_iterations must be >= 1, got {power_iterations}")
@@ -483,14 +480,8 @@ class CPLSurrogate(nn.Module):
             u = torch.randn(n, **kw)
             self.register_buffer(f"u{k}", u / u.norm())
 
-        def vec(v, default):
-            v = default if v is None else np.asarray(v, dtype=np.float64).reshape(-1)
-            if v.shape != (n,):
-                raise ShapeError(f"normalisation vector has {v.size} entries, need {n}")
-            return torch.tensor(v, **kw)
-
-        self.register_buffer("x_mean", vec(x_mean, np.zeros(n)))
-        self.register_buffer("x_std", vec(x_std, np.ones(n)))
+        self.register_buffer("x_mean", norm_vector(x_mean, 0.0, n, **kw))
+        self.register_buffer("x_std", norm_vector(x_std, 1.0, n, **kw))
         self.out_bias = nn.Parameter(torch.zeros(n, **kw))
         if isinstance(gain, str):
             if gain not in GAINS:

@@ -45,6 +45,14 @@ def _stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
+def norm_vector(v, default: float, n: int, *, dtype, device) -> torch.Tensor:
+    """A normalisation vector of n entries as a tensor (``default`` everywhere when None)."""
+    v = np.full(n, default) if v is None else np.asarray(v, dtype=np.float64).reshape(-1)
+    if v.shape != (n,):
+        raise ShapeError(f"normalisation vector has {v.size} entries, need {n}")
+    return torch.tensor(v, dtype=dtype, device=device)
+
+
 def _check_hidden(hidden) -> tuple[int, ...]:
     try:
         hidden = tuple(int(h) for h in hidden)
@@ -55,6 +63,14 @@ def _check_hidden(hidden) -> tuple[int, ...]:
     return hidden
 
 
+def check_sizes(n_state, hidden) -> tuple[int, tuple[int, ...]]:
+    """The number of states (>= 1) and the hidden widths of a surrogate, checked."""
+    n = int(n_state)
+    if n < 1:
+        raise ShapeError(f"a surrogate needs at least one state, got n_state={n_state}")
+    return n, _check_hidden(hidden)
+
+
 class _Surrogate(nn.Module):
     """Shared parts: the inner ReLU MLP on normalised coordinates, and its export."""
 
@@ -63,11 +79,8 @@ class _Surrogate(nn.Module):
     def __init__(self, n_state: int, hidden: Sequence[int] = (32, 32), *, x_mean=None,
                  x_std=None, out_mean=None, out_std=None, dtype=torch.float64, device=None):
         super().__init__()
-        n = int(n_state)
-        if n < 1:
-            raise ShapeError(f"a surrogate needs at least one state, got n_state={n_state}")
+        n, self.hidden = check_sizes(n_state, hidden)
         self.n_state = n
-        self.hidden = _check_hidden(hidden)
         sizes = [n, *self.hidden, n]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -76,16 +89,11 @@ class _Surrogate(nn.Module):
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
 
-        def buf(v, default):
-            v = default if v is None else np.asarray(v, dtype=np.float64).reshape(-1)
-            if v.shape != (n,):
-                raise ShapeError(f"normalisation vector has {v.size} entries, need {n}")
-            return torch.tensor(v, dtype=dtype, device=device)
-
-        self.register_buffer("x_mean", buf(x_mean, np.zeros(n)))
-        self.register_buffer("x_std", buf(x_std, np.ones(n)))
-        self.register_buffer("out_mean", buf(out_mean, np.zeros(n)))
-        self.register_buffer("out_std", buf(out_std, np.ones(n)))
+        kw = {"dtype": dtype, "device": device}
+        self.register_buffer("x_mean", norm_vector(x_mean, 0.0, n, **kw))
+        self.register_buffer("x_std", norm_vector(x_std, 1.0, n, **kw))
+        self.register_buffer("out_mean", norm_vector(out_mean, 0.0, n, **kw))
+        self.register_buffer("out_std", norm_vector(out_std, 1.0, n, **kw))
 
     def inner(self, x: torch.Tensor) -> torch.Tensor:
         """The inner map in physical units of the learnt quantity (x_next or increment)."""

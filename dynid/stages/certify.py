@@ -85,7 +85,14 @@ def run(section: dict, ctx) -> None:
     if global_cert is not None and global_cert is not cert:
         result["global_query"] = global_cert.to_dict()
     fold = _euler_brusselator_fold(net)
-    files = {}
+    fig = _save_outputs(net, lo, hi, cert, cell_certs, fold, result, section, ctx)
+    _report(ctx, cert, cell_certs, fig, fold is not None)
+
+
+def _save_outputs(net, lo, hi, cert, cell_certs, fold, result, section, ctx):
+    """Write certify_witnesses.png (2-D and up) and certify.json, record them in the run's
+    artifacts and summary; return the figure (None in 1-D)."""
+    files, fig = {}, None
     if net.n_in >= 2:
         fig = _figure(net, lo, hi, cert, cell_certs, fold, int(section.get("grid", 80)))
         png = ctx.run_dir / "certify_witnesses.png"
@@ -99,7 +106,7 @@ def run(section: dict, ctx) -> None:
     write_text_atomic(out, json.dumps(jsonable(result), indent=2) + "\n")
     ctx.artifacts["certify"] = out
     ctx.summary["certify"] = jsonable({**result, "files": {**files, "json": out.name}})
-    _report(ctx, cert, cell_certs, fig if net.n_in >= 2 else None, fold is not None)
+    return fig
 
 
 def _domain(net, section):
@@ -259,21 +266,7 @@ def _analytic_stage(net, lo, hi, section, ctx) -> bool:
                if cert.certified else f"unknown: {i.get('note')}")
     result = {"method": "analytic", "domain": {"lo": lo, "hi": hi},
               "invertibility": cert.to_dict(), "cells": [], "verdict": verdict}
-    files = {}
-    fig = None
-    if net.n_in >= 2:
-        fig = _figure(net, lo, hi, cert, [], None, int(section.get("grid", 80)))
-        png = ctx.run_dir / "certify_witnesses.png"
-        from dynid.atomic import atomic_path
-
-        with atomic_path(png, suffix=".png.tmp") as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        files["figure"] = png.name
-        ctx.artifacts["certify_figure"] = png
-    out = ctx.run_dir / section.get("out", "certify.json")
-    write_text_atomic(out, json.dumps(jsonable(result), indent=2) + "\n")
-    ctx.artifacts["certify"] = out
-    ctx.summary["certify"] = jsonable({**result, "files": {**files, "json": out.name}})
+    fig = _save_outputs(net, lo, hi, cert, [], None, result, section, ctx)
     rep = ctx.report
     rep.add_heading("Invertibility certificate")
     rep.add_text("Method: analytic certificate of the CPL stack (no MIP; re-derived from the "
