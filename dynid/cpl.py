@@ -305,15 +305,16 @@ def block_constants(block: CPLBlock) -> dict:
     ``x -> -R relu(W x + b)``, the map whose fixed point is the inverse.
     """
     sig = spectral_norm_upper(block.W)
-    c_eff = block.h * sig ** 2
+    c_eff = round_up(block.h * sig ** 2, 2)
     if c_eff > block.c:
         raise CPLStructureError(
             f"CPL block at layers {list(block.layers)}: stored step h={block.h:.6g} exceeds "
             f"c/||W||^2 = {block.c / sig ** 2:.6g} (c={block.c}, ||W||_2={sig:.6g} by SVD): the "
             "norm used at export was underestimated (a power-iteration estimate?), so the "
             "recorded c does not hold; re-export the model with dynid.cpl (exact SVD norm)")
-    rounding = _UNIT * block.h * float(np.linalg.norm(block.W)) * sig
-    contraction = c_eff + rounding
+    w_fro = float(np.linalg.norm(block.W)) * (1.0 + norm_pad(block.W.shape))
+    rounding = round_up(_UNIT * block.h * w_fro * sig, 3)
+    contraction = round_up(c_eff + rounding, 1)
     if not contraction < 1.0:
         raise CPLStructureError(
             f"CPL block at layers {list(block.layers)}: h ||W||^2 = {c_eff:.6g} is not below "
@@ -321,14 +322,26 @@ def block_constants(block: CPLBlock) -> dict:
     return {"layers": list(block.layers), "hidden": int(block.W.shape[0]), "c": block.c,
             "h": block.h, "norm_svd": spectral_norm(block.W), "norm_upper": sig,
             "c_effective": c_eff, "rounding": rounding, "contraction": contraction,
-            "lipschitz": 1.0 + rounding, "inverse_lipschitz": 1.0 / (1.0 - contraction)}
+            "lipschitz": round_up(1.0 + rounding, 1),
+            "inverse_lipschitz": round_up(1.0 / round_down(1.0 - contraction, 1), 1)}
+
+
+def round_up(x: float, ops: int) -> float:
+    """``x`` (>= 0, the float64 result of ``ops`` roundings) moved up past their error."""
+    return float(x) * (1.0 + 2.0 * (ops + 1) * _EPS)
+
+
+def round_down(x: float, ops: int) -> float:
+    """``x`` (>= 0, the float64 result of ``ops`` roundings) moved down past their error."""
+    return float(x) * (1.0 - 2.0 * (ops + 1) * _EPS)
 
 
 def affine_constants(a: np.ndarray) -> dict:
     """Largest and smallest singular values of a square matrix, padded outward."""
     s = np.linalg.svd(np.asarray(a, dtype=np.float64), compute_uv=False)
     pad = norm_pad(a.shape) * float(s[0])
-    return {"sigma_max": float(s[0]) + pad, "sigma_min": max(0.0, float(s[-1]) - pad)}
+    return {"sigma_max": round_up(float(s[0]) + pad, 1),
+            "sigma_min": max(0.0, round_down(float(s[-1]) - pad, 1))}
 
 
 # ---------------------------------------------------------------------- inverse
@@ -457,7 +470,7 @@ class CPLSurrogate(nn.Module):
         super().__init__()
         from dynid.models import check_sizes, norm_vector
 
-        n, self.hidden = check_sizes(n_state, hidden)
+        n, _, self.hidden = check_sizes(n_state, hidden)
         self.n_state = n
         self.c = _check_c(c, len(self.hidden))
         if int(power_iterations) < 1:
@@ -561,8 +574,12 @@ class CPLSurrogate(nn.Module):
         unknown = set(kw) - {"c", "gain", "power_iterations", "step_init", "dtype", "device"}
         if unknown:
             raise ConfigError(f"unknown CPL option(s) {sorted(unknown)}: use c, gain, "
-                              "power_iterations")
+                              "power_iterations, step_init")
         X, Y = _check_pairs(X, Y)
+        if X.shape[1] != Y.shape[1]:
+            raise ConfigError(f"arch 'cpl' is for autonomous maps x -> x_next, but the data has "
+                              f"{X.shape[1] - Y.shape[1]} input(s): use arch 'residual' or "
+                              "'mlp' for a plant with inputs")
         xm, xs = _stats(X)
         return cls(X.shape[1], hidden, x_mean=xm, x_std=xs, **kw)
 
@@ -611,5 +628,5 @@ class CPLSurrogate(nn.Module):
 
 __all__ = ["CPLSurrogate", "CPLStructureError", "CPLBlock", "CPLStack", "InverseResult",
            "cpl_net", "cpl_structure", "is_cpl", "inverse", "block_constants",
-           "affine_constants", "spectral_norm", "spectral_norm_upper", "export_step",
-           "norm_pad", "DEFAULT_C", "GAINS"]
+           "affine_constants", "round_up", "round_down", "spectral_norm",
+           "spectral_norm_upper", "export_step", "norm_pad", "DEFAULT_C", "GAINS"]

@@ -1,4 +1,5 @@
-"""Torch surrogates of a discrete-time map x_{k+1} = F(x_k), exportable as a :class:`ReLUNet`.
+"""Torch surrogates of a discrete-time map x_{k+1} = F(x_k) or, for a plant with inputs,
+x_{k+1} = F(x_k, u_k), exportable as a :class:`ReLUNet`.
 
 Two kinds:
 
@@ -7,7 +8,9 @@ Two kinds:
   where the normalised target is ``d = (x_next - x) / h``. For small time steps the increment
   is small against x, so the residual form reaches a given one-step accuracy much sooner.
 
-``N`` is a plain ReLU MLP (``n -> hidden... -> n``). The normalisation statistics are buffers
+With ``n_input = m > 0`` the network's input is ``[x; u]`` (states first, then inputs) and its
+output the next state: ``F(x, u) = x + h N([x; u])`` for the residual form. ``N`` is a plain
+ReLU MLP (``n + m -> hidden... -> n``). The normalisation statistics are buffers
 (saved with the module, not trained). :meth:`to_relunet` folds them into the first and last
 affine layers, so the exported network is the map in physical units and every certificate is
 about that map.
@@ -31,7 +34,7 @@ import torch
 from torch import nn
 
 from dynid.errors import ConfigError, ShapeError
-from dynid.relunet import ReLUNet, residual
+from dynid.relunet import ReLUNet, compose, linear, residual, stack
 
 ARCHITECTURES = ("mlp", "residual", "cpl")
 
@@ -63,12 +66,14 @@ def _check_hidden(hidden) -> tuple[int, ...]:
     return hidden
 
 
-def check_sizes(n_state, hidden) -> tuple[int, tuple[int, ...]]:
-    """The number of states (>= 1) and the hidden widths of a surrogate, checked."""
-    n = int(n_state)
-    if n < 1:
-        raise ShapeError(f"a surrogate needs at least one state, got n_state={n_state}")
-    return n, _check_hidden(hidden)
+def check_sizes(n_state, hidden, n_input=0) -> tuple[int, int, tuple[int, ...]]:
+    """The number of states (>= 1), of inputs (>= 0) and the hidden widths of a surrogate,
+    checked."""
+    n, m = int(n_state), int(n_input)
+    if n < 1 or m < 0:
+        raise ShapeError(f"a surrogate needs at least one state and n_input >= 0, got "
+                         f"n_state={n_state}, n_input={n_input}")
+    return n, m, _check_hidden(hidden)
 
 
 class _Surrogate(nn.Module):
@@ -76,12 +81,14 @@ class _Surrogate(nn.Module):
 
     kind = "base"
 
-    def __init__(self, n_state: int, hidden: Sequence[int] = (32, 32), *, x_mean=None,
-                 x_std=None, out_mean=None, out_std=None, dtype=torch.float64, device=None):
+    def __init__(self, n_state: int, hidden: Sequence[int] = (32, 32), *, n_input: int = 0,
+                 x_mean=None, x_std=None, out_mean=None, out_std=None, dtype=torch.float64,
+                 device=None):
         super().__init__()
-        n, self.hidden = check_sizes(n_state, hidden)
+        n, m, self.hidden = check_sizes(n_state, hidden, n_input)
         self.n_state = n
-        sizes = [n, *self.hidden, n]
+        self.n_input = m
+        sizes = [n + m, *self.hidden, n]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b, dtype=dtype, device=device))
@@ -90,8 +97,9 @@ class _Surrogate(nn.Module):
         self.net = nn.Sequential(*layers)
 
         kw = {"dtype": dtype, "device": device}
-        self.register_buffer("x_mean", norm_vector(x_mean, 0.0, n, **kw))
-        self.register_buffer("x_std", norm_vector(x_std, 1.0, n, **kw))
+        # x_mean / x_std normalise the whole network input [x; u]
+        self.register_buffer("x_mean", norm_vector(x_mean, 0.0, n + m, **kw))
+        self.register_buffer("x_std", norm_vector(x_std, 1.0, n + m, **kw))
         self.register_buffer("out_mean", norm_vector(out_mean, 0.0, n, **kw))
         self.register_buffer("out_std", norm_vector(out_std, 1.0, n, **kw))
 
@@ -126,7 +134,10 @@ class _Surrogate(nn.Module):
                 for k in ("x_mean", "x_std", "out_mean", "out_std")}
 
     def architecture(self) -> dict:
-        return {"kind": self.kind, "n_state": self.n_state, "hidden": list(self.hidden)}
+        out = {"kind": self.kind, "n_state": self.n_state, "hidden": list(self.hidden)}
+        if self.n_input:
+            out["n_input"] = self.n_input
+        return out
 
 
 class MLPSurrogate(_Surrogate):
@@ -136,7 +147,8 @@ class MLPSurrogate(_Surrogate):
     ----------
     n_state : number of states.
     hidden : hidden layer widths.
-    x_mean, x_std : input normalisation (default 0 and 1).
+    n_input : number of plant inputs (the network takes ``[x; u]``; default 0).
+    x_mean, x_std : normalisation of the network input ``[x; u]`` (default 0 and 1).
     out_mean, out_std : output (x_next) normalisation (default 0 and 1).
     dtype, device : torch dtype and device of the parameters.
 
@@ -158,11 +170,13 @@ class MLPSurrogate(_Surrogate):
 
     @classmethod
     def from_data(cls, X, Y, hidden=(32, 32), **kw) -> "MLPSurrogate":
-        """A surrogate whose normalisation comes from the pairs (X, Y)."""
+        """A surrogate whose normalisation comes from the pairs (X, Y); ``X = [x, u]`` has
+        ``n_input`` more columns than ``Y``."""
         X, Y = _check_pairs(X, Y)
         xm, xs = _stats(X)
         ym, ys = _stats(Y)
-        return cls(X.shape[1], hidden, x_mean=xm, x_std=xs, out_mean=ym, out_std=ys, **kw)
+        return cls(Y.shape[1], hidden, n_input=X.shape[1] - Y.shape[1], x_mean=xm, x_std=xs,
+                   out_mean=ym, out_std=ys, **kw)
 
     def to_relunet(self, meta: dict | None = None) -> ReLUNet:
         """The map in physical units as a ReLUNet (float64, normalisation folded in)."""
@@ -172,7 +186,8 @@ class MLPSurrogate(_Surrogate):
 
 
 class ResidualSurrogate(_Surrogate):
-    """Residual ReLU surrogate ``x -> x + h * N(x)`` with normalisation.
+    """Residual ReLU surrogate ``x -> x + h * N(x)`` (``[x; u] -> x + h * N(x, u)`` for a plant
+    with inputs) with normalisation.
 
     ``N`` is trained on the increment ``(x_next - x) / h``; ``out_mean``/``out_std`` are that
     increment's statistics. ``h`` is usually the time step dt.
@@ -195,25 +210,36 @@ class ResidualSurrogate(_Surrogate):
         self.h = h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.h * self.inner(x)
+        return x[..., :self.n_state] + self.h * self.inner(x)
 
     def target(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return ((y - x) / self.h - self.out_mean) / self.out_std
+        return ((y - x[..., :self.n_state]) / self.h - self.out_mean) / self.out_std
 
     @classmethod
     def from_data(cls, X, Y, hidden=(32, 32), h: float = 1.0, **kw) -> "ResidualSurrogate":
         X, Y = _check_pairs(X, Y)
+        n = Y.shape[1]
         xm, xs = _stats(X)
-        dm, ds = _stats((Y - X) / float(h))
-        return cls(X.shape[1], hidden, h=h, x_mean=xm, x_std=xs, out_mean=dm, out_std=ds, **kw)
+        dm, ds = _stats((Y - X[:, :n]) / float(h))
+        return cls(n, hidden, n_input=X.shape[1] - n, h=h, x_mean=xm, x_std=xs, out_mean=dm,
+                   out_std=ds, **kw)
 
     def architecture(self) -> dict:
         return {**super().architecture(), "h": self.h}
 
     def to_relunet(self, meta: dict | None = None) -> ReLUNet:
-        """``x + h * N(x)`` in physical units as one ReLUNet (skip connection as identity
-        units)."""
-        net = residual(self._inner_relunet(), self.h)
+        """``x + h * N(x)`` (``[x; u] -> x + h N(x, u)``) in physical units as one ReLUNet
+        (skip connection as identity units)."""
+        inner = self._inner_relunet()
+        if self.n_input == 0:
+            net = residual(inner, self.h)
+        else:
+            n, m = self.n_state, self.n_input
+            # [x; u] -> x carried by n identity units (not n + m) through N's hidden layers
+            states = ReLUNet([np.hstack([np.eye(n), np.zeros((n, m))]), np.eye(n)],
+                             [np.zeros(n), np.zeros(n)], [np.zeros(n, bool), np.zeros(n, bool)])
+            net = compose(linear(np.hstack([np.eye(n), self.h * np.eye(n)])),
+                          stack(states, inner))
         return net.with_meta(**(meta or {}), architecture=self.architecture(),
                              normalisation=self.normalisation())
 
@@ -221,9 +247,9 @@ class ResidualSurrogate(_Surrogate):
 def _check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    if X.ndim != 2 or X.shape != Y.shape:
-        raise ShapeError(f"pairs must be two arrays of shape (n_samples, n_state), got "
-                         f"{X.shape} and {Y.shape}")
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0] or X.shape[1] < Y.shape[1]:
+        raise ShapeError(f"pairs must be arrays X (n_samples, n_state + n_input) and Y "
+                         f"(n_samples, n_state), got {X.shape} and {Y.shape}")
     if X.shape[0] < 2:
         raise ShapeError(f"need at least 2 pairs to fit a surrogate, got {X.shape[0]}")
     return X, Y
@@ -232,8 +258,9 @@ def _check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:
 def make_surrogate(arch: str, X, Y, hidden=(32, 32), *, h: float = 1.0, dtype=torch.float64,
                    device=None, options: dict | None = None) -> _Surrogate:
     """Build a surrogate of kind ``arch`` ('mlp' | 'residual' | 'cpl') normalised on the pairs
-    (X, Y). ``options``: keyword arguments of the 'cpl' kind (c, gain, power_iterations; see
-    :class:`dynid.cpl.CPLSurrogate`).
+    (X, Y); ``X = [x, u]`` may have more columns than ``Y`` (the plant's inputs; not for
+    'cpl', which is for autonomous maps). ``options``: keyword arguments of the 'cpl' kind
+    (c, gain, power_iterations, step_init; see :class:`dynid.cpl.CPLSurrogate`).
 
     Example
     -------

@@ -53,6 +53,7 @@ STAGES: dict[str, str] = {
     "evaluate": "dynid.stages.data:evaluate",
     "certify": "dynid.stages.certify:run",
     "prune": "dynid.stages.prune:run",
+    "controller": "reach.control:run",
     "reach": "reach.stage:run",
 }
 

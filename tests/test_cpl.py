@@ -136,7 +136,7 @@ def _mip_agrees(seed, c, n=2, widths=(4, 4)):
     assert cert.status.value == "certified" and cert.bound <= 1e-4 and cert.witness is None
 
 
-@settings(max_examples=6)
+@settings(max_examples=3)
 @given(seed=st.integers(0, 2**31 - 1), c=st.sampled_from([0.5, 0.9]))
 def test_mip_agrees_with_analytic_certificate(seed, c):
     """No two distinct inputs with equal images: the MIP's optimum is 0 on a box."""
@@ -234,6 +234,14 @@ def test_bad_options():
         make_surrogate("mlp", X, X, (4,), options={"c": 0.5})
     with pytest.raises(DynidError, match="trailing"):
         inverse(random_stack(np.random.default_rng(0)), np.zeros(3))
+    # CPL is for autonomous maps: pairs with an input column are refused, before training
+    from dynid.train import train
+
+    XU = np.random.default_rng(1).normal(size=(20, 3))
+    with pytest.raises(ConfigError, match="autonomous"):
+        make_surrogate("cpl", XU, XU[:, :2], (4,))
+    with pytest.raises(ConfigError, match="autonomous"):
+        train((XU, XU[:, :2]), arch="cpl", hidden=(4,), epochs=1, progress=False)
 
 
 # ---------------------------------------------------------------------- the torch module
@@ -285,11 +293,9 @@ def test_power_iteration_is_warm_started_and_a_lower_bound():
     assert est[-1] == pytest.approx(exact, rel=1e-6) and est[0] < est[-1]
 
 
-def test_train_cli_and_pipeline(tmp_path, capsys):
-    """arch='cpl' through train, the CLI and the pipeline: the certify stage answers with the
-    analytic certificate and says so."""
+def test_train_and_cli(tmp_path, capsys):
+    """arch='cpl' through train and the CLI: certified models, bad c refused before writing."""
     from dynid.cli import main
-    from dynid.pipeline import run_pipeline
     from dynid.simulate import one_step_pairs
     from dynid.systems import get_system
     from dynid.train import train
@@ -309,6 +315,16 @@ def test_train_cli_and_pipeline(tmp_path, capsys):
                "--hidden", "6", "--cpl-c", "1.5", "--quiet"])
     assert rc == 2 and not (tmp_path / "x.h5").exists()
     assert "0 < c < 1" in capsys.readouterr().err
+
+
+def test_pipeline_certify_stage(tmp_path):
+    """The certify stage answers a CPL model with the analytic certificate and says so; with
+    method = "mip" the MIP answers, and agrees; method = "analytic" refuses other networks."""
+    from dynid.pipeline import run_pipeline
+
+    torch.manual_seed(0)
+    m = CPLSurrogate(2, (6, 6), c=0.7, gain="scalar", x_mean=[0.1, -0.2], x_std=[1.5, 2.0])
+    save_model(tmp_path / "m.h5", m.to_relunet({"domain": {"lo": [-2, -3], "hi": [2, 3]}}))
     cfg = tmp_path / "p.toml"
     cfg.write_text(f"""
 [run]

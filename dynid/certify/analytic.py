@@ -32,7 +32,7 @@ import math
 import time
 from pathlib import Path
 
-from dynid.cpl import affine_constants, block_constants, cpl_structure
+from dynid.cpl import affine_constants, block_constants, cpl_structure, round_down, round_up
 from dynid.relunet import ReLUNet
 from dynid.results import Certificate, Status
 
@@ -71,18 +71,20 @@ def invertible_analytic(model) -> Certificate:
     stack = cpl_structure(model)
     blocks = [block_constants(b) for b in stack.blocks]
     pre, post = affine_constants(stack.pre[0]), affine_constants(stack.post[0])
-    lip_s = math.prod(b["lipschitz"] for b in blocks)
-    inv_s = math.prod(b["inverse_lipschitz"] for b in blocks)
-    info = {"domain": "R^n", "norm": "2", "n_blocks": len(blocks), "blocks": blocks,
+    k = len(blocks)
+    lip_s = round_up(math.prod(b["lipschitz"] for b in blocks), k)
+    inv_s = round_up(math.prod(b["inverse_lipschitz"] for b in blocks), k)
+    info = {"domain": "R^n", "norm": "2", "n_blocks": k, "blocks": blocks,
             "stack_lipschitz": lip_s, "stack_inverse_lipschitz": inv_s,
             "input_map": pre, "output_map": post,
-            "lipschitz": post["sigma_max"] * lip_s * pre["sigma_max"],
+            "lipschitz": round_up(post["sigma_max"] * lip_s * pre["sigma_max"], 2),
             "gain": stack.architecture.get("gain", "none"),
             "argument": "each block is the gradient of a (1 - c)-strongly convex, 1-smooth "
                         "potential (docs/cpl.md); h <= c / ||W||^2 checked with the SVD norm"}
-    size = {"blocks": len(blocks), "relu_units": model.n_relu, "parameters": model.n_params}
+    size = {"blocks": k, "relu_units": model.n_relu, "parameters": model.n_params}
     if pre["sigma_min"] > 0 and post["sigma_min"] > 0:
-        info["inverse_lipschitz"] = inv_s / (post["sigma_min"] * pre["sigma_min"])
+        info["inverse_lipschitz"] = round_up(
+            inv_s / round_down(post["sigma_min"] * pre["sigma_min"], 1), 1)
         return Certificate(QUERY, Status.CERTIFIED, 0.0, 0.0, 0.0, None, "analytic",
                            time.perf_counter() - t0, size, info)
     info["inverse_lipschitz"] = math.inf
