@@ -315,6 +315,12 @@ def test_train_and_cli(tmp_path, capsys):
                "--hidden", "6", "--cpl-c", "1.5", "--quiet"])
     assert rc == 2 and not (tmp_path / "x.h5").exists()
     assert "0 < c < 1" in capsys.readouterr().err
+    for bad in ("nan", "-0.5", "0"):      # refused by argparse, before any work
+        with pytest.raises(SystemExit) as exc:
+            main(["train", str(tmp_path / "d.nc"), "--out", str(tmp_path / "x.h5"), "--arch",
+                  "cpl", "--hidden", "6", "--cpl-c", bad, "--quiet"])
+        assert exc.value.code == 2 and not (tmp_path / "x.h5").exists()
+        assert "--cpl-c" in capsys.readouterr().err
 
 
 def test_pipeline_certify_stage(tmp_path):
@@ -339,6 +345,12 @@ grid = 10
     assert out["method"] == "analytic" and out["invertibility"]["status"] == "certified"
     assert ctx.summary["certify"]["invertibility"]["solver"] == "analytic"
     assert "analytic certificate of the CPL stack" in (tmp_path / "run" / "report.html").read_text()
+    # a bad method: one clear error, nothing written
+    cfg.write_text(cfg.read_text() + 'method = "fast"\n')
+    with pytest.raises(ConfigError, match="method must be"):
+        run_pipeline(cfg, out_dir=tmp_path / "run0", log=lambda m: None)
+    assert not (tmp_path / "run0" / "certify.json").exists()
+    cfg.write_text(cfg.read_text().replace('method = "fast"\n', ""))
     # method = "analytic" on a network that is not a CPL stack: one clear error
     from tests.conftest import random_relunet
 

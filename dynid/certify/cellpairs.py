@@ -51,7 +51,10 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
             "pairs_total": len(boxes) * (len(boxes) + 1) // 2,
             "pairs_screened_by_bounds": screened, "pairs_solved": 0, "pairs_unknown": 0,
             "feasibility": FEASIBILITY_NOTE}
-    box_bound = _norm_from_box(lo - hi, hi - lo, p)    # the trivial bound: the box's diameter
+    def pair_bound(i, j):
+        """Largest ||x - y|| with x in cell i, y in cell j: what an unsolved pair may hold."""
+        return _norm_from_box(boxes[i][0] - boxes[j][1], boxes[i][1] - boxes[j][0], p)
+
     bound, solvers, size = 0.0, set(), {}
     worst = None
     for n_done, (i, j) in enumerate(pairs):
@@ -60,12 +63,14 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
             left = budget - (time.perf_counter() - t0)
             if left <= 0.05:
                 info["pairs_unknown"] += len(pairs) - n_done
-                bound = max(bound, box_bound)
+                bound = max([bound] + [pair_bound(a, b) for a, b in pairs[n_done:]])
                 info["note"] = "time budget spent before every cell pair was solved"
                 break
             left = max(left / max(1, min(3, len(pairs) - n_done)), 0.1)
         c = noninvertibility(net, *boxes[i], query="invertible_on",
                              y_box=None if i == j else boxes[j], time_limit=left, **kw)
+        if c.info.get("solver_status") == "interrupted":
+            raise KeyboardInterrupt
         info["pairs_solved"] += 1
         solvers.add(c.solver)
         size = {key: max(size.get(key, 0), v) for key, v in c.model_size.items()}
@@ -77,8 +82,11 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
         if c.witness is not None and (worst is None or c.value > worst.value):
             worst = c
         if c.status is Status.COUNTEREXAMPLE:
-            # a confirmed witness answers the question: stop; the bound stays the box's own
-            bound = max(bound, box_bound)
+            # a confirmed witness answers the question: stop; the pairs not solved keep the
+            # bound of their own cells (the largest distance between them)
+            rest = pairs[n_done + 1:]
+            bound = max([bound] + [pair_bound(a, b) for a, b in rest])
+            info["pairs_unsolved"] = len(rest)
             info["note"] = "stopped at the first cell pair with a confirmed witness"
             break
     value = worst.value if worst is not None else 0.0

@@ -40,12 +40,16 @@ def run(section: dict, ctx) -> None:
     from dynid.pipeline import check_keys
 
     check_keys(section, KEYS, "[certify]")
+    method = section.get("method", "auto")
+    if method not in ("auto", "analytic", "mip"):
+        raise ConfigError(f"[certify] method must be \"auto\", \"analytic\" or \"mip\", got "
+                          f"{method!r}")
     path = ctx.resolve(section["model"]) if "model" in section else ctx.artifacts.get("model")
     if path is None:
         raise ConfigError("[certify] needs a model: add a [train] stage or set model = PATH")
     net = load_model(path)
     lo, hi = _domain(net, section)
-    if _analytic_stage(net, lo, hi, section, ctx):
+    if _analytic_stage(net, lo, hi, method, section, ctx):
         return
     opts = dict(norm=section.get("norm", "inf"), delta=float(section.get("delta", 0.0)),
                 tol=float(section.get("tol", 1e-4)), solver=section.get("solver", "auto"),
@@ -243,16 +247,12 @@ def _report(ctx, cert, cells, fig, has_fold) -> None:
         rep.add_figure(fig, cap)
 
 
-def _analytic_stage(net, lo, hi, section, ctx) -> bool:
+def _analytic_stage(net, lo, hi, method, section, ctx) -> bool:
     """The analytic certificate of a CPL stack (no MIP): write certify.json, the figure and the
     report section and return True; return False when the MIP is to answer instead."""
     from dynid.certify import invertible_analytic
     from dynid.cpl import is_cpl
 
-    method = section.get("method", "auto")
-    if method not in ("auto", "analytic", "mip"):
-        raise ConfigError(f"[certify] method must be \"auto\", \"analytic\" or \"mip\", got "
-                          f"{method!r}")
     if method == "mip" or (method == "auto" and not is_cpl(net)):
         return False
     cert = invertible_analytic(net)
