@@ -108,14 +108,25 @@ def test_missing_stage_module_is_config_error(tmp_path, monkeypatch):
     assert not (out / "data.nc").exists()   # checked before anything ran
 
 
-def test_failed_stage_keeps_summary(tmp_path):
+def test_failed_stage_keeps_summary(tmp_path, monkeypatch):
     pytest.importorskip("dynid.simulate")
+    # a bad value is refused before anything is written ...
     cfg = _write(tmp_path, SMALL.replace('system = "brusselator"', 'system = "nosuch"'))
     out = tmp_path / "r"
-    with pytest.raises(Exception, match="nosuch"):
+    with pytest.raises(ConfigError, match="system"):
         run_pipeline(cfg, out_dir=out, log=lambda m: None)
+    assert not out.exists()
+    # ... a stage that fails while running leaves the summary of what finished
+    monkeypatch.setitem(pipeline.STAGES, "evaluate", "tests.test_pipeline:_failing_stage")
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(_write(tmp_path, SMALL), out_dir=out, log=lambda m: None)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["run"]["status"] == "failed" and summary["run"]["failed_stage"] == "simulate"
+    assert summary["run"]["status"] == "failed" and summary["run"]["failed_stage"] == "evaluate"
+    assert summary["run"]["completed"] == ["simulate", "train"]
+
+
+def _failing_stage(section, ctx):
+    raise RuntimeError("boom")
 
 
 def test_registry_names_later_stages():

@@ -431,7 +431,9 @@ def invertible_on(net: ReLUNet, lo, hi, *, cells: int | None = None, progress=No
     apart need no solver, and each remaining MIP is smaller and better bounded than the global
     one, which often turns a time-limited ``unknown`` into a certificate. ``time_limit`` is then
     the budget of the whole grid (each pair gets what is left, shared over the pairs still to
-    do); the first confirmed witness ends the search. ``progress(msg)`` reports each pair.
+    do); the first confirmed witness ends the search. ``progress(msg)`` reports each pair;
+    ``executor=`` (a :class:`dynid.executor.Executor`) runs the pairs in worker processes or
+    on a Dask cluster, with the same result.
 
     Example
     -------
@@ -442,6 +444,7 @@ def invertible_on(net: ReLUNet, lo, hi, *, cells: int | None = None, progress=No
     """
     kw.setdefault("norm", "inf")
     if not cells or cells <= 1:
+        kw.pop("executor", None)    # one MIP: nothing to distribute
         return noninvertibility(net, lo, hi, query="invertible_on", **kw)
     from dynid.certify.cellpairs import invertible_by_cells
 
