@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 #: keys (in JSON, model metadata and netCDF attributes / variables) that measure wall-clock
+#: (and every key ending in "seconds", e.g. ``tighten_seconds``)
 VOLATILE = frozenset({"seconds", "seconds_total", "seconds_to_target", "stage_seconds",
                       "started", "created", "finished", "secs", "load", "executor",
                       "journaled_jobs", "skipped"})
@@ -34,10 +35,15 @@ VOLATILE = frozenset({"seconds", "seconds_total", "seconds_to_target", "stage_se
 SKIP = frozenset({"report.html"})
 
 
+def volatile(key) -> bool:
+    """Whether ``key`` names a wall-clock measurement."""
+    return key in VOLATILE or (isinstance(key, str) and key.endswith("seconds"))
+
+
 def _normal(obj, roots: tuple):
     """``obj`` without volatile keys, the run folders' names replaced by ``<run>``."""
     if isinstance(obj, dict):
-        return {k: _normal(v, roots) for k, v in obj.items() if k not in VOLATILE}
+        return {k: _normal(v, roots) for k, v in obj.items() if not volatile(k)}
     if isinstance(obj, list):
         return [_normal(v, roots) for v in obj]
     if isinstance(obj, str):
@@ -103,7 +109,7 @@ def _netcdf_diff(pa: Path, pb: Path, roots_a, roots_b, name: str) -> list[str]:
     if set(da.variables) != set(db.variables):
         out.append(f"{name}: variables {sorted(set(da.variables) ^ set(db.variables))} in one "
                    "run only")
-    for v in sorted(set(da.variables) & set(db.variables) - VOLATILE):
+    for v in sorted(v for v in set(da.variables) & set(db.variables) if not volatile(v)):
         x, y = da[v].values, db[v].values
         if x.shape != y.shape or (x.dtype.kind == "f" and not np.array_equal(x, y,
                                                                             equal_nan=True)) \
@@ -119,10 +125,43 @@ def _plain(v):
                                                          else v)
 
 
+def fingerprint(path) -> str:
+    """sha256 of what a file *says*, timings aside: for a dynid model file its weights, masks
+    and metadata without the wall-clock fields, for a netCDF file its variables and
+    attributes likewise, else its bytes. Two files with the same fingerprint agree under
+    :func:`compare_runs`."""
+    from dynid.journal import content_hash
+    from dynid.stagecache import file_digest
+
+    path = Path(path)
+    try:
+        if path.suffix == ".h5":
+            from dynid.modelfile import load_model
+
+            net = load_model(path)
+            return content_hash(("model", list(net.weights), list(net.biases),
+                                 list(net.relu), json.dumps(_normal(net.meta, ()),
+                                                            sort_keys=True, default=str)))
+        if path.suffix == ".nc":
+            import xarray as xr
+
+            ds = xr.load_dataset(path, engine="h5netcdf")
+            data = {v: ds[v].values for v in sorted(ds.variables) if not volatile(v)
+                    and ds[v].dtype.kind in "biufc"}
+            other = {v: ds[v].values.tolist() for v in sorted(ds.variables)
+                     if not volatile(v) and v not in data}
+            attrs = _normal({k: _plain(v) for k, v in ds.attrs.items()}, ())
+            return content_hash(("netcdf", data, json.dumps([other, attrs], sort_keys=True,
+                                                             default=str)))
+    except Exception:   # not what the suffix says: compare the bytes
+        pass
+    return file_digest(path)
+
+
 def compare_runs(run_a, run_b) -> list[str]:
     """Differences between two run folders (empty when they agree), timings aside."""
     a, b = Path(run_a), Path(run_b)
-    ra, rb = _roots(a), _roots(b)
+    ra = rb = tuple(sorted(set(_roots(a) + _roots(b)), key=len, reverse=True))
     fa, fb = _files(a), _files(b)
     out = [f"{f}: only in {a if f in fa else b}" for f in sorted(fa ^ fb)]
     for f in sorted(fa & fb):
@@ -161,4 +200,4 @@ if __name__ == "__main__":   # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["compare_runs", "VOLATILE"]
+__all__ = ["compare_runs", "fingerprint", "VOLATILE"]

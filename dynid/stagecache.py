@@ -1,7 +1,8 @@
 """Which stages of a run are up to date: stage records keyed by content, and job journals.
 
-A stage's *key* is the content hash of its name, its table of the config, the bytes of every
-file it reads (the run's artefacts it consumes and any file its table names) and the package
+A stage's *key* is the content hash of its name, its table of the config, the content of
+every file it reads (the run's artefacts it consumes and any file its table names; timings
+inside model and netCDF files aside, see :func:`dynid.reproduce.fingerprint`) and the package
 version. After a stage finishes, its record is written (atomically, last) under the key: the
 files it wrote with their sha256, the artefacts it registered, its part of ``summary.json``
 and its section of the report. A later run whose key matches and whose files are still there,
@@ -42,6 +43,12 @@ RUN_FILES = {"summary.json", "report.html"}
 STATE_DIR = ".dynid"
 
 
+def _fingerprint(path) -> str:
+    from dynid.reproduce import fingerprint
+
+    return fingerprint(path)
+
+
 def file_digest(path) -> str:
     """sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -70,14 +77,14 @@ class StageCache:
         name -> path; files named by the table's PATH_KEYS are read too)."""
         from dynid import __version__
 
-        files = {name: file_digest(p) for name, p in sorted(inputs.items())
+        files = {name: _fingerprint(p) for name, p in sorted(inputs.items())
                  if p is not None and Path(p).is_file()}
         for k in PATH_KEYS:
             if isinstance(section.get(k), str):
                 p = Path(section[k]).expanduser()
                 p = p if p.is_absolute() or base_dir is None else Path(base_dir) / p
                 if p.is_file():
-                    files[f"[{k}]"] = file_digest(p)
+                    files[f"[{k}]"] = _fingerprint(p)
         return content_hash({"stage": stage, "table": jsonable(section), "files": files,
                              "dynid": __version__})
 
@@ -92,7 +99,7 @@ class StageCache:
             return None
         for rel, digest in rec.get("outputs", {}).items():
             p = self._abs(rel)
-            if not p.is_file() or file_digest(p) != digest:
+            if not p.is_file() or _fingerprint(p) != digest:
                 return None
         return rec
 
@@ -128,7 +135,7 @@ class StageCache:
                    and not p.name.startswith(".")}
         changed |= {Path(p) for p in artifacts.values() if Path(p).is_file()}
         rec = {"stage": stage, "key": key,
-               "outputs": {self._rel(p): file_digest(p) for p in sorted(changed)},
+               "outputs": {self._rel(p): _fingerprint(p) for p in sorted(changed)},
                "artifacts": {k: self._rel(Path(v)) for k, v in artifacts.items()},
                "summary": jsonable(summary), "report": list(report), "seconds": seconds,
                "finished": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -206,3 +206,16 @@ def test_cell_pairs_and_reach_identical_on_a_dask_cluster():
     assert ref[2].status is Status.COUNTEREXAMPLE            # the fold of -|x| is found
     w = ref[2].witness
     assert abs(float(fold.forward(w["x"])[0] - fold.forward(w["y"])[0])) < 1e-9
+
+
+def test_benchmarks_refuse_cuda_without_a_gpu(capsys):
+    import torch
+
+    from benchmarks import scale_bench, splitting_bench
+
+    if torch.cuda.is_available():   # the GPU rows then run: nothing to refuse
+        return
+    for bench in (scale_bench, splitting_bench):
+        assert bench.main(["--device", "cuda"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--device cuda needs a CUDA GPU" in err[0]
