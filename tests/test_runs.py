@@ -342,3 +342,23 @@ def test_demo_reproduces_and_resumes_after_kill_9(tmp_path):
         pruned = load_model(a / lv["model"])
         assert np.abs(net.forward(x) - pruned.forward(x)).max() <= lv["certified_deviation"]
     assert ctx.summary["reach"]["sound"] is True
+
+
+def test_refinement_stops_on_a_cell_count_not_the_clock():
+    """refine_cells makes the partition reproducible: a cap, no time budget; the dataset
+    says which rule stopped it. Reference: the same call again, and the cap itself."""
+    import numpy as np
+
+    from reach.partition import refine
+    from tests.conftest import random_relunet
+
+    net = random_relunet(np.random.default_rng(7), [2, 12, 12, 2], scale=0.5)
+    kw = dict(budget_s=None, max_cells=10, n_samples=500)
+    a = refine(net, [-1, -1], [1, 1], 3, **kw)
+    b = refine(net, [-1, -1], [1, 1], 3, **kw)
+    assert a.attrs["stopped"] in ("max_cells", "no gain") and a.sizes["cell"] <= 10
+    assert a.attrs["stopped"] == "max_cells"      # this net's one-cell box sticks out
+    for v in ("lower", "upper", "cell_lo", "cell_hi"):
+        assert a[v].values.tobytes() == b[v].values.tobytes()
+    with pytest.raises(ConfigError, match="max_cells"):
+        refine(net, [-1, -1], [1, 1], 3, budget_s=None, max_cells=0)
