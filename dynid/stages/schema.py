@@ -199,11 +199,9 @@ class Schema:
         """Raise ConfigError naming the first bad key of ``section``. ``allowed`` (the
         stage's KEYS) may name keys this schema does not describe yet: they are accepted as
         they are and checked when the stage runs."""
-        allowed = set(self.keys) | set(allowed or ())
-        for key in section:
-            if key not in allowed:
-                raise ConfigError(f"unknown key '{key}' in {where}; allowed keys: "
-                                  f"{', '.join(sorted(allowed))}")
+        from dynid.pipeline import check_keys
+
+        check_keys(section, set(self.keys) | set(allowed or ()), where)
         for key, check in self.keys.items():
             if key in section:
                 check(section[key], key, where, base_dir)
