@@ -1,11 +1,17 @@
 """Datasets on disk: netCDF4 files (engine h5netcdf), validation, splits, statistics, recipes.
 
-Two kinds of dataset (both made by :mod:`dynid.simulate`):
+Two kinds of dataset (both made by :mod:`dynid.simulate`; trajectories also by
+:mod:`dynid.dataimport` from the engineer's own logs):
 
-- ``pairs``: ``x (sample, state)`` and ``x_next (sample, state)``;
-- ``trajectories``: ``x (trajectory, time, state)`` with a strictly increasing ``time`` coord.
+- ``pairs``: ``x (sample, state)`` and ``x_next (sample, state)``, plus ``u (sample, input)``
+  for a plant with inputs and optionally an ``experiment`` label per sample;
+- ``trajectories``: ``x (trajectory, time, state)`` with a strictly increasing ``time`` coord,
+  plus ``u (trajectory, time, input)`` (``u[k]`` is held from ``time[k]`` to ``time[k+1]``),
+  an ``experiment`` label per trajectory and, for experiments of uneven length, ``length
+  (trajectory)`` (time points of each; the rest is NaN padding).
 
-Both carry a ``state`` coordinate with the state names. :func:`load_dataset` and
+Both carry a ``state`` coordinate with the state names (and ``input`` with the input names);
+units are in the attributes ``state_units`` / ``input_units``. :func:`load_dataset` and
 :func:`save_dataset` validate, and every problem is a :class:`DataValidationError` whose
 message names the variable and the fix. Recipes (``datasets/*.toml``) describe how to simulate
 a dataset: :func:`load_recipe`, :func:`dataset_from_recipe`.
@@ -54,10 +60,13 @@ def validate(ds, *, name: str = "dataset"):
     """Check a dataset and return it; raise :class:`DataValidationError` on any problem.
 
     Checks: the variables and their dims (``x``/``x_next`` as ``(sample, state)``, or ``x`` as
-    ``(trajectory, time, state)``), at least one sample (two time points), numeric finite values
-    (no NaN/inf), a ``state`` coordinate of distinct names that agrees with any ``state_names``
-    attribute of the dataset or its variables, a strictly increasing ``time``, and a ``kind``
-    attribute (when present) that matches the content.
+    ``(trajectory, time, state)``; inputs ``u`` as ``(sample, input)`` or ``(trajectory, time,
+    input)``), at least one sample (two time points), numeric finite values (no NaN/inf; in
+    trajectories of uneven length, given by a ``length`` coordinate, the padding after each
+    trajectory's end is ignored), a ``state`` (and ``input``) coordinate of distinct names that
+    agrees with any ``state_names`` attribute of the dataset or its variables, one
+    ``experiment`` label per sample or trajectory (distinct across trajectories), a strictly
+    increasing ``time``, and a ``kind`` attribute (when present) that matches the content.
 
     Example
     -------
@@ -86,10 +95,7 @@ def validate(ds, *, name: str = "dataset"):
         if got != dims:
             raise DataValidationError(f"{name}: variable {var!r} has dims {got}; expected {dims} "
                                       f"for a {kind} dataset (transpose or re-simulate)")
-        if not np.issubdtype(ds[var].dtype, np.number) or np.issubdtype(ds[var].dtype,
-                                                                          np.complexfloating):
-            raise DataValidationError(f"{name}: variable {var!r} has dtype {ds[var].dtype}; "
-                                      "it must be real numbers")
+        _check_real(ds, var, name)
     if kind == "pairs" and ds["x"].shape != ds["x_next"].shape:
         raise DataValidationError(f"{name}: x has shape {ds['x'].shape} but x_next has "
                                   f"{ds['x_next'].shape}; every sample needs one x_next")
@@ -105,12 +111,20 @@ def validate(ds, *, name: str = "dataset"):
     _check_states(ds, variables, name)
     if kind == "trajectories":
         _check_time(ds, name)
-    for var in variables:
+    _check_inputs(ds, kind, name)
+    _check_experiments(ds, kind, name)
+    valid = _valid_mask(ds, kind, name)
+    for var in variables + (("u",) if "u" in ds.variables else ()):
         values = np.asarray(ds[var].values, dtype=float)
         bad = ~np.isfinite(values)
+        if valid is not None:
+            bad &= valid[..., None]
         if bad.any():
             where = np.argwhere(bad)[0]
-            at = ", ".join(f"{d} {int(i)}" for d, i in zip(dims, where))
+            var_dims = tuple(map(str, ds[var].dims))
+            at = ", ".join(f"{d} {int(i)}" for d, i in zip(var_dims, where))
+            if "experiment" in ds.coords:
+                at += f" (experiment {_labels(ds)[int(where[0])]!r})"
             raise DataValidationError(f"{name}: variable {var!r} has {int(bad.sum())} NaN/inf "
                                       f"value(s) (first at {at}); drop or re-simulate those "
                                       "samples")
@@ -119,6 +133,81 @@ def validate(ds, *, name: str = "dataset"):
         raise DataValidationError(f"{name}: attribute kind={declared!r} but the variables make "
                                   f"a {kind} dataset; fix the attribute or the variables")
     return ds
+
+
+def _check_real(ds, var: str, name: str) -> None:
+    if not np.issubdtype(ds[var].dtype, np.number) or np.issubdtype(ds[var].dtype,
+                                                                      np.complexfloating):
+        raise DataValidationError(f"{name}: variable {var!r} has dtype {ds[var].dtype}; "
+                                  "it must be real numbers")
+
+
+def _labels(ds) -> list[str]:
+    return [str(v) for v in np.asarray(ds["experiment"].values).tolist()]
+
+
+def _check_inputs(ds, kind: str, name: str) -> None:
+    if "u" not in ds.variables:
+        if "input" in ds.dims and ds.sizes["input"] > 0:
+            raise DataValidationError(f"{name}: there is an 'input' dimension but no variable "
+                                      "'u' holding the inputs")
+        return
+    want = ("sample", "input") if kind == "pairs" else ("trajectory", "time", "input")
+    got = tuple(map(str, ds["u"].dims))
+    if got != want:
+        raise DataValidationError(f"{name}: variable 'u' has dims {got}; expected {want} for a "
+                                  f"{kind} dataset")
+    _check_real(ds, "u", name)
+    if ds.sizes["input"] < 1:
+        raise DataValidationError(f"{name}: variable 'u' has no inputs (input dimension is "
+                                  "empty); drop it for an autonomous dataset")
+    if "input" not in ds.coords:
+        raise DataValidationError(f"{name}: no 'input' coordinate naming the "
+                                  f"{ds.sizes['input']} inputs; add one, e.g. "
+                                  "ds.assign_coords(input=['tau'])")
+    inputs = [str(s) for s in ds["input"].values.tolist()]
+    if len(set(inputs)) != len(inputs):
+        raise DataValidationError(f"{name}: input names {inputs} are not distinct")
+    states = [str(s) for s in ds["state"].values.tolist()]
+    both = sorted(set(inputs) & set(states))
+    if both:
+        raise DataValidationError(f"{name}: {both} named both as state and as input")
+    declared = ds.attrs.get("input_names")
+    if declared is not None and _names(declared) != inputs:
+        raise DataValidationError(f"{name}: input names of the dataset {_names(declared)} do not "
+                                  f"match the input coordinate {inputs}")
+
+
+def _check_experiments(ds, kind: str, name: str) -> None:
+    if "experiment" not in ds.coords and "experiment" not in ds.variables:
+        return
+    dim = "sample" if kind == "pairs" else "trajectory"
+    got = tuple(map(str, ds["experiment"].dims))
+    if got != (dim,):
+        raise DataValidationError(f"{name}: 'experiment' must label each {dim} (dims "
+                                  f"({dim!r},)), got dims {got}")
+    if kind == "trajectories":
+        labels = _labels(ds)
+        if len(set(labels)) != len(labels):
+            dup = next(v for v in labels if labels.count(v) > 1)
+            raise DataValidationError(f"{name}: experiment {dup!r} labels more than one "
+                                      "trajectory; each experiment is one trajectory")
+
+
+def _valid_mask(ds, kind: str, name: str):
+    """(trajectory, time) bool mask of the samples inside each trajectory's ``length``, or None
+    when every trajectory uses the whole time axis."""
+    if kind != "trajectories" or "length" not in ds.variables:
+        return None
+    if tuple(map(str, ds["length"].dims)) != ("trajectory",):
+        raise DataValidationError(f"{name}: 'length' must have dims ('trajectory',)")
+    lengths = np.asarray(ds["length"].values)
+    T = ds.sizes["time"]
+    if not np.issubdtype(lengths.dtype, np.integer) or np.any(lengths < 2) or \
+            np.any(lengths > T):
+        raise DataValidationError(f"{name}: 'length' must hold integers in [2, {T}] (time "
+                                  f"points of each trajectory), got {lengths.tolist()[:8]}")
+    return np.arange(T)[None, :] < lengths[:, None]
 
 
 def _names(value) -> list[str]:
@@ -288,11 +377,71 @@ def split(ds, fractions=(0.8, 0.2), seed: int = 0) -> tuple:
     return tuple(parts)
 
 
-def pairs_from(ds) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, Y)`` float64 arrays of consecutive states, shape ``(n_pairs, n_state)``.
+def input_names(ds) -> list[str]:
+    """Names of the dataset's inputs (``[]`` for autonomous data)."""
+    if "u" not in ds.variables:
+        return []
+    return [str(s) for s in ds["input"].values.tolist()]
 
-    Pairs datasets give ``(x, x_next)``; trajectories give every ``(x[k], x[k+1])`` of every
-    trajectory (trajectory-major order).
+
+def trajectory_arrays(ds) -> dict:
+    """The trajectories of a trajectories dataset as float64 arrays.
+
+    Returns ``{"x": (n_traj, T, n_state), "u": (n_traj, T, n_input) or None, "length":
+    (n_traj,) int (time points of each trajectory; the rest is padding), "experiment": list of
+    labels (``"0", "1", ...`` when the dataset has none), "time": (T,)}``.
+
+    Example
+    -------
+    >>> from dynid.simulate import trajectories
+    >>> t = trajectory_arrays(trajectories("linear", [[1, 0]], 3, 0.1, method="euler"))
+    >>> t["x"].shape, t["length"].tolist(), t["experiment"]
+    ((1, 4, 2), [4], ['0'])
+    """
+    ds = validate(ds)
+    if dataset_kind(ds) != "trajectories":
+        raise DataValidationError("expected a trajectories dataset (x with dims (trajectory, "
+                                  "time, state)), got pairs")
+    x = np.asarray(ds["x"].values, dtype=np.float64)
+    u = np.asarray(ds["u"].values, dtype=np.float64) if "u" in ds.variables else None
+    T = x.shape[1]
+    length = np.asarray(ds["length"].values, dtype=np.int64) if "length" in ds.variables \
+        else np.full(x.shape[0], T, dtype=np.int64)
+    labels = _labels(ds) if "experiment" in ds.variables else \
+        [str(i) for i in range(x.shape[0])]
+    return {"x": x, "u": u, "length": length, "experiment": labels,
+            "time": np.asarray(ds["time"].values, dtype=np.float64)}
+
+
+def _pairs(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(X, Y, experiment label per pair or None); X = [x, u]."""
+    ds = validate(ds)
+    if dataset_kind(ds) == "pairs":
+        X = np.array(ds["x"].values, dtype=np.float64)
+        if "u" in ds.variables:
+            X = np.hstack([X, np.asarray(ds["u"].values, dtype=np.float64)])
+        labels = np.asarray(_labels(ds)) if "experiment" in ds.variables else None
+        return X, np.array(ds["x_next"].values, dtype=np.float64), labels
+    t = trajectory_arrays(ds)
+    Xs, Ys, labs = [], [], []
+    for i, L in enumerate(t["length"]):
+        xi = t["x"][i, :L]
+        Xi = xi[:-1] if t["u"] is None else np.hstack([xi[:-1], t["u"][i, :L - 1]])
+        Xs.append(Xi)
+        Ys.append(xi[1:])
+        labs.append(np.full(L - 1, t["experiment"][i], dtype=object))
+    labels = np.concatenate(labs).astype(str) if "experiment" in ds.variables else None
+    return np.concatenate(Xs), np.concatenate(Ys), labels
+
+
+def pairs_from(ds) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, Y)`` float64 arrays of consecutive states: ``X = [x, u]`` (``X = x`` for
+    autonomous data), shape ``(n_pairs, n_state + n_input)``, and ``Y = x_next``, shape
+    ``(n_pairs, n_state)``.
+
+    Pairs datasets give ``([x, u], x_next)``; trajectories give every ``([x[k], u[k]],
+    x[k+1])`` inside every trajectory (trajectory-major order, up to each trajectory's
+    ``length``), so no pair crosses from one experiment into the next.
 
     Example
     -------
@@ -301,21 +450,24 @@ def pairs_from(ds) -> tuple[np.ndarray, np.ndarray]:
     >>> X.shape
     (10, 2)
     """
-    ds = validate(ds)
-    if dataset_kind(ds) == "pairs":
-        return (np.array(ds["x"].values, dtype=np.float64),
-                np.array(ds["x_next"].values, dtype=np.float64))
-    x = np.asarray(ds["x"].values, dtype=np.float64)
-    n = x.shape[-1]
-    return x[:, :-1].reshape(-1, n).copy(), x[:, 1:].reshape(-1, n).copy()
+    X, Y, _ = _pairs(ds)
+    return X, Y
+
+
+def pair_experiments(ds) -> np.ndarray | None:
+    """The experiment label of every pair of :func:`pairs_from` (None when the dataset has no
+    ``experiment`` coordinate)."""
+    return _pairs(ds)[2]
 
 
 def normalisation_stats(ds, min_std: float = 1e-12) -> dict:
-    """Per-state mean and standard deviation of ``x`` and of the increment ``x_next - x``.
+    """Per-state mean and standard deviation of ``x`` and of the increment ``x_next - x``
+    (and per input of ``u`` for data with inputs).
 
     Returns ``{"state_names", "x_mean", "x_std", "dx_mean", "dx_std"}`` (float64 arrays of
-    length n_state). A standard deviation below ``min_std`` (a constant state) is reported as
-    1.0, so dividing by it is always safe.
+    length n_state), plus ``"input_names", "u_mean", "u_std"`` when there are inputs. A
+    standard deviation below ``min_std`` (a constant state) is reported as 1.0, so dividing by
+    it is always safe.
 
     Example
     -------
@@ -324,22 +476,27 @@ def normalisation_stats(ds, min_std: float = 1e-12) -> dict:
     >>> bool(abs(s["x_mean"][0] - 2.0) < 0.2)               # uniform on [0, 4]
     True
     """
-    X, Y = pairs_from(ds)
+    XU, Y = pairs_from(ds)
+    n = Y.shape[1]
+    X, U = XU[:, :n], XU[:, n:]
     dX = Y - X
 
     def std(a):
         s = a.std(axis=0)
         return np.where(s < min_std, 1.0, s)
 
-    return {"state_names": [str(s) for s in ds["state"].values.tolist()],
-            "x_mean": X.mean(axis=0), "x_std": std(X),
-            "dx_mean": dX.mean(axis=0), "dx_std": std(dX)}
+    out = {"state_names": [str(s) for s in ds["state"].values.tolist()],
+           "x_mean": X.mean(axis=0), "x_std": std(X),
+           "dx_mean": dX.mean(axis=0), "dx_std": std(dX)}
+    if U.shape[1]:
+        out.update(input_names=input_names(ds), u_mean=U.mean(axis=0), u_std=std(U))
+    return out
 
 
 def dataset_summary(ds) -> dict:
     """What is in a dataset, as a JSON-able dict (for ``dynid info`` and reports): kind,
-    sizes, state names, per-state min/max of ``x``, and the provenance attributes (``params``
-    and ``recipe`` decoded from JSON).
+    sizes, state names, per-state min/max of ``x``, input names and ranges, the number of
+    experiments, and the provenance attributes (``params`` and ``recipe`` decoded from JSON).
 
     Example
     -------
@@ -349,10 +506,12 @@ def dataset_summary(ds) -> dict:
     ('pairs', {'sample': 10, 'state': 2}, ['x', 'v'])
     """
     ds = validate(ds)
-    x = np.asarray(ds["x"].values, dtype=float).reshape(-1, ds.sizes["state"])
+    XU, _ = pairs_from(ds)
+    n = ds.sizes["state"]
+    x = XU[:, :n]
     attrs = {}
     for k, v in ds.attrs.items():
-        if k in ("params", "recipe") and isinstance(v, str):
+        if k in ("params", "recipe", "excitation") and isinstance(v, str):
             try:
                 v = json.loads(v)
             except json.JSONDecodeError:
@@ -362,9 +521,18 @@ def dataset_summary(ds) -> dict:
     out = {"kind": dataset_kind(ds), "sizes": {str(k): int(v) for k, v in ds.sizes.items()},
            "state_names": [str(s) for s in ds["state"].values.tolist()],
            "x_min": x.min(axis=0).tolist(), "x_max": x.max(axis=0).tolist(), "attrs": attrs}
+    if "u" in ds.variables:
+        u = XU[:, n:]
+        out.update(input_names=input_names(ds), u_min=u.min(axis=0).tolist(),
+                   u_max=u.max(axis=0).tolist())
+    if "experiment" in ds.variables:
+        out["experiments"] = len(set(_labels(ds)))
     if out["kind"] == "trajectories":
         t = np.asarray(ds["time"].values, dtype=float)
         out["time"] = {"start": float(t[0]), "stop": float(t[-1]), "n": int(t.size)}
+        if "length" in ds.variables:
+            L = np.asarray(ds["length"].values)
+            out["length"] = {"min": int(L.min()), "max": int(L.max())}
     return out
 
 

@@ -71,11 +71,12 @@ def rollout(net: ReLUNet, x0, steps: int) -> np.ndarray:
     return out
 
 
-def trajectory_errors(true, pred) -> dict:
+def trajectory_errors(true, pred, mask=None) -> dict:
     """RMSE, NRMSE and fit % of predicted against true trajectories (n_traj, T, n).
 
-    The first time point is skipped (shared initial state). See the module docstring for the
-    definitions; per-state values are under ``*_per_state``.
+    The first time point is skipped (shared initial state). ``mask`` (n_traj, T) marks the
+    time points to score (experiments of uneven length: False after a run's end). See the
+    module docstring for the definitions; per-state values are under ``*_per_state``.
 
     Example
     -------
@@ -83,14 +84,19 @@ def trajectory_errors(true, pred) -> dict:
     >>> trajectory_errors(t, t)["fit_percent"]
     100.0
     """
-    true = np.asarray(true, dtype=np.float64)[:, 1:]
-    pred = np.asarray(pred, dtype=np.float64)[:, 1:]
+    true = np.asarray(true, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
     if true.shape != pred.shape or true.ndim != 3:
         raise ShapeError(f"true and predicted trajectories differ in shape: {true.shape} vs "
                          f"{pred.shape}")
     n = true.shape[-1]
-    t = true.reshape(-1, n)
-    p = pred.reshape(-1, n)
+    keep = np.ones(true.shape[:2], bool) if mask is None else np.asarray(mask, bool)
+    if keep.shape != true.shape[:2]:
+        raise ShapeError(f"mask of shape {keep.shape} does not fit trajectories {true.shape}")
+    keep = keep.copy()
+    keep[:, 0] = False
+    t = true[keep].reshape(-1, n)
+    p = pred[keep].reshape(-1, n)
     with np.errstate(over="ignore", invalid="ignore"):
         err = p - t
         rmse_s = np.sqrt(np.mean(err ** 2, axis=0))
@@ -109,7 +115,7 @@ def trajectory_errors(true, pred) -> dict:
             "nrmse_per_state": [clean(v) for v in nrmse_s],
             "fit_percent_per_state": [float(v) if np.isfinite(v) else float("-inf")
                                       for v in fit_s],
-            "n_trajectories": int(true.shape[0]), "steps": int(true.shape[1])}
+            "n_trajectories": int(true.shape[0]), "steps": int(true.shape[1] - 1)}
 
 
 def rollout_metrics(net: ReLUNet, system, x0, steps: int, dt: float, method: str = "flow",
@@ -172,6 +178,16 @@ def _model_system(net: ReLUNet):
         return None
 
 
+def check_same_dt(ds, net: ReLUNet) -> None:
+    """Raise DataValidationError when the dataset's and the model's time steps differ."""
+    from dynid.errors import DataValidationError
+
+    ddt, mdt = ds.attrs.get("dt"), net.meta.get("dt")
+    if ddt is not None and mdt is not None and not np.isclose(float(ddt), float(mdt)):
+        raise DataValidationError(f"dataset time step dt={float(ddt)} differs from the "
+                                  f"model's dt={float(mdt)}: use data with the same dt")
+
+
 def evaluate_model(net: ReLUNet, ds=None, *, steps: int = 50, n_initial: int = 20,
                    seed: int = 12345, n_test: int = 2000,
                    return_trajectories: bool = False) -> dict:
@@ -181,7 +197,9 @@ def evaluate_model(net: ReLUNet, ds=None, *, steps: int = 50, n_initial: int = 2
     ----------
     net : a surrogate whose metadata names ``system``, ``params``, ``dt``, ``map`` and
         ``domain`` (as written by :func:`dynid.train.train`); without them only the dataset
-        figures are computed.
+        figures are computed. A plant model (metadata ``input_names``) is evaluated by
+        :func:`dynid.sysid.evaluate_plant` (free runs driven by recorded inputs, with
+        ``n_initial`` fresh experiments).
     ds : optional dataset (pairs or trajectories) of the same system.
     steps, n_initial : rollout horizon and number of held-out initial states (uniform in the
         model's training domain, drawn with ``seed``).
@@ -204,6 +222,11 @@ def evaluate_model(net: ReLUNet, ds=None, *, steps: int = 50, n_initial: int = 2
     """
     from dynid.errors import DataValidationError
 
+    if net.meta.get("input_names"):   # a plant [x; u] -> x_next: identification figures
+        from dynid.sysid import evaluate_plant
+
+        return evaluate_plant(net, ds, steps=steps, n_experiments=n_initial, seed=seed,
+                              n_test=n_test, return_trajectories=return_trajectories)
     out: dict = {"system": net.meta.get("system"), "dt": net.meta.get("dt"),
                  "map": net.meta.get("map", "flow"), "steps": int(steps),
                  "n_initial": int(n_initial), "seed": int(seed), "one_step_rmse": None,
@@ -222,10 +245,7 @@ def evaluate_model(net: ReLUNet, ds=None, *, steps: int = 50, n_initial: int = 2
                 [str(s) for s in ds.coords["state"].values] != list(names):
             raise DataValidationError(f"dataset states {list(map(str, ds.coords['state'].values))}"
                                       f" differ from the model's {list(names)}")
-        ddt, mdt = ds.attrs.get("dt"), net.meta.get("dt")
-        if ddt is not None and mdt is not None and not np.isclose(float(ddt), float(mdt)):
-            raise DataValidationError(f"dataset time step dt={float(ddt)} differs from the "
-                                      f"model's dt={float(mdt)}: use data with the same dt")
+        check_same_dt(ds, net)
         out["one_step_rmse_data"] = one_step_rmse(net, X, Y)
         if dataset_kind(ds) == "trajectories":
             traj = np.asarray(ds["x"].transpose("trajectory", "time", "state").values)

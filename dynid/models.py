@@ -1,4 +1,5 @@
-"""Torch surrogates of a discrete-time map x_{k+1} = F(x_k), exportable as a :class:`ReLUNet`.
+"""Torch surrogates of a discrete-time map x_{k+1} = F(x_k) or, for a plant with inputs,
+x_{k+1} = F(x_k, u_k), exportable as a :class:`ReLUNet`.
 
 Two kinds:
 
@@ -7,7 +8,9 @@ Two kinds:
   where the normalised target is ``d = (x_next - x) / h``. For small time steps the increment
   is small against x, so the residual form reaches a given one-step accuracy much sooner.
 
-``N`` is a plain ReLU MLP (``n -> hidden... -> n``). The normalisation statistics are buffers
+With ``n_input = m > 0`` the network's input is ``[x; u]`` (states first, then inputs) and its
+output the next state: ``F(x, u) = x + h N([x; u])`` for the residual form. ``N`` is a plain
+ReLU MLP (``n + m -> hidden... -> n``). The normalisation statistics are buffers
 (saved with the module, not trained). :meth:`to_relunet` folds them into the first and last
 affine layers, so the exported network is the map in physical units and every certificate is
 about that map.
@@ -31,7 +34,7 @@ import torch
 from torch import nn
 
 from dynid.errors import ConfigError, ShapeError
-from dynid.relunet import ReLUNet, residual
+from dynid.relunet import ReLUNet, compose, linear, residual, stack
 
 ARCHITECTURES = ("mlp", "residual")
 
@@ -60,15 +63,18 @@ class _Surrogate(nn.Module):
 
     kind = "base"
 
-    def __init__(self, n_state: int, hidden: Sequence[int] = (32, 32), *, x_mean=None,
-                 x_std=None, out_mean=None, out_std=None, dtype=torch.float64, device=None):
+    def __init__(self, n_state: int, hidden: Sequence[int] = (32, 32), *, n_input: int = 0,
+                 x_mean=None, x_std=None, out_mean=None, out_std=None, dtype=torch.float64,
+                 device=None):
         super().__init__()
-        n = int(n_state)
-        if n < 1:
-            raise ShapeError(f"a surrogate needs at least one state, got n_state={n_state}")
+        n, m = int(n_state), int(n_input)
+        if n < 1 or m < 0:
+            raise ShapeError(f"a surrogate needs at least one state and n_input >= 0, got "
+                             f"n_state={n_state}, n_input={n_input}")
         self.n_state = n
+        self.n_input = m
         self.hidden = _check_hidden(hidden)
-        sizes = [n, *self.hidden, n]
+        sizes = [n + m, *self.hidden, n]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b, dtype=dtype, device=device))
@@ -78,12 +84,14 @@ class _Surrogate(nn.Module):
 
         def buf(v, default):
             v = default if v is None else np.asarray(v, dtype=np.float64).reshape(-1)
-            if v.shape != (n,):
-                raise ShapeError(f"normalisation vector has {v.size} entries, need {n}")
+            if v.shape != default.shape:
+                raise ShapeError(f"normalisation vector has {v.size} entries, need "
+                                 f"{default.size}")
             return torch.tensor(v, dtype=dtype, device=device)
 
-        self.register_buffer("x_mean", buf(x_mean, np.zeros(n)))
-        self.register_buffer("x_std", buf(x_std, np.ones(n)))
+        # x_mean / x_std normalise the whole network input [x; u]
+        self.register_buffer("x_mean", buf(x_mean, np.zeros(n + m)))
+        self.register_buffer("x_std", buf(x_std, np.ones(n + m)))
         self.register_buffer("out_mean", buf(out_mean, np.zeros(n)))
         self.register_buffer("out_std", buf(out_std, np.ones(n)))
 
@@ -118,7 +126,10 @@ class _Surrogate(nn.Module):
                 for k in ("x_mean", "x_std", "out_mean", "out_std")}
 
     def architecture(self) -> dict:
-        return {"kind": self.kind, "n_state": self.n_state, "hidden": list(self.hidden)}
+        out = {"kind": self.kind, "n_state": self.n_state, "hidden": list(self.hidden)}
+        if self.n_input:
+            out["n_input"] = self.n_input
+        return out
 
 
 class MLPSurrogate(_Surrogate):
@@ -128,7 +139,8 @@ class MLPSurrogate(_Surrogate):
     ----------
     n_state : number of states.
     hidden : hidden layer widths.
-    x_mean, x_std : input normalisation (default 0 and 1).
+    n_input : number of plant inputs (the network takes ``[x; u]``; default 0).
+    x_mean, x_std : normalisation of the network input ``[x; u]`` (default 0 and 1).
     out_mean, out_std : output (x_next) normalisation (default 0 and 1).
     dtype, device : torch dtype and device of the parameters.
 
@@ -150,11 +162,13 @@ class MLPSurrogate(_Surrogate):
 
     @classmethod
     def from_data(cls, X, Y, hidden=(32, 32), **kw) -> "MLPSurrogate":
-        """A surrogate whose normalisation comes from the pairs (X, Y)."""
+        """A surrogate whose normalisation comes from the pairs (X, Y); ``X = [x, u]`` has
+        ``n_input`` more columns than ``Y``."""
         X, Y = _check_pairs(X, Y)
         xm, xs = _stats(X)
         ym, ys = _stats(Y)
-        return cls(X.shape[1], hidden, x_mean=xm, x_std=xs, out_mean=ym, out_std=ys, **kw)
+        return cls(Y.shape[1], hidden, n_input=X.shape[1] - Y.shape[1], x_mean=xm, x_std=xs,
+                   out_mean=ym, out_std=ys, **kw)
 
     def to_relunet(self, meta: dict | None = None) -> ReLUNet:
         """The map in physical units as a ReLUNet (float64, normalisation folded in)."""
@@ -164,7 +178,8 @@ class MLPSurrogate(_Surrogate):
 
 
 class ResidualSurrogate(_Surrogate):
-    """Residual ReLU surrogate ``x -> x + h * N(x)`` with normalisation.
+    """Residual ReLU surrogate ``x -> x + h * N(x)`` (``[x; u] -> x + h * N(x, u)`` for a plant
+    with inputs) with normalisation.
 
     ``N`` is trained on the increment ``(x_next - x) / h``; ``out_mean``/``out_std`` are that
     increment's statistics. ``h`` is usually the time step dt.
@@ -187,25 +202,36 @@ class ResidualSurrogate(_Surrogate):
         self.h = h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.h * self.inner(x)
+        return x[..., :self.n_state] + self.h * self.inner(x)
 
     def target(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return ((y - x) / self.h - self.out_mean) / self.out_std
+        return ((y - x[..., :self.n_state]) / self.h - self.out_mean) / self.out_std
 
     @classmethod
     def from_data(cls, X, Y, hidden=(32, 32), h: float = 1.0, **kw) -> "ResidualSurrogate":
         X, Y = _check_pairs(X, Y)
+        n = Y.shape[1]
         xm, xs = _stats(X)
-        dm, ds = _stats((Y - X) / float(h))
-        return cls(X.shape[1], hidden, h=h, x_mean=xm, x_std=xs, out_mean=dm, out_std=ds, **kw)
+        dm, ds = _stats((Y - X[:, :n]) / float(h))
+        return cls(n, hidden, n_input=X.shape[1] - n, h=h, x_mean=xm, x_std=xs, out_mean=dm,
+                   out_std=ds, **kw)
 
     def architecture(self) -> dict:
         return {**super().architecture(), "h": self.h}
 
     def to_relunet(self, meta: dict | None = None) -> ReLUNet:
-        """``x + h * N(x)`` in physical units as one ReLUNet (skip connection as identity
-        units)."""
-        net = residual(self._inner_relunet(), self.h)
+        """``x + h * N(x)`` (``[x; u] -> x + h N(x, u)``) in physical units as one ReLUNet
+        (skip connection as identity units)."""
+        inner = self._inner_relunet()
+        if self.n_input == 0:
+            net = residual(inner, self.h)
+        else:
+            n, m = self.n_state, self.n_input
+            # [x; u] -> x carried by n identity units (not n + m) through N's hidden layers
+            states = ReLUNet([np.hstack([np.eye(n), np.zeros((n, m))]), np.eye(n)],
+                             [np.zeros(n), np.zeros(n)], [np.zeros(n, bool), np.zeros(n, bool)])
+            net = compose(linear(np.hstack([np.eye(n), self.h * np.eye(n)])),
+                          stack(states, inner))
         return net.with_meta(**(meta or {}), architecture=self.architecture(),
                              normalisation=self.normalisation())
 
@@ -213,9 +239,9 @@ class ResidualSurrogate(_Surrogate):
 def _check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    if X.ndim != 2 or X.shape != Y.shape:
-        raise ShapeError(f"pairs must be two arrays of shape (n_samples, n_state), got "
-                         f"{X.shape} and {Y.shape}")
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0] or X.shape[1] < Y.shape[1]:
+        raise ShapeError(f"pairs must be arrays X (n_samples, n_state + n_input) and Y "
+                         f"(n_samples, n_state), got {X.shape} and {Y.shape}")
     if X.shape[0] < 2:
         raise ShapeError(f"need at least 2 pairs to fit a surrogate, got {X.shape[0]}")
     return X, Y
@@ -223,7 +249,8 @@ def _check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:
 
 def make_surrogate(arch: str, X, Y, hidden=(32, 32), *, h: float = 1.0, dtype=torch.float64,
                    device=None) -> _Surrogate:
-    """Build a surrogate of kind ``arch`` ('mlp' | 'residual') normalised on the pairs (X, Y).
+    """Build a surrogate of kind ``arch`` ('mlp' | 'residual') normalised on the pairs (X, Y);
+    ``X = [x, u]`` may have more columns than ``Y`` (the plant's inputs).
 
     Example
     -------

@@ -66,6 +66,7 @@ STAGES: dict[str, str] = {
     "evaluate": "dynid.stages.data:evaluate",
     "certify": "dynid.stages.certify:run",
     "prune": "dynid.stages.prune:run",
+    "controller": "reach.control:run",
     "reach": "reach.stage:run",
 }
 
@@ -79,10 +80,13 @@ STAGE_INPUTS: dict[str, list] = {
     "evaluate": [("model", ("model",), True), ("dataset", ("data",), False)],
     "certify": [("model", ("model",), True)],
     "prune": [("model", ("model",), True), ("dataset", ("data",), True)],
-    "reach": [("model", ("model", "benchmark"), True)],
+    "controller": [("model", ("model",), True)],
+    "reach": [("model", ("model", "benchmark"), True),
+              ("controller", ("controller", "plant"), False)],
 }
 #: artefacts a stage provides to later ones (for the up-front check of the inputs)
-STAGE_OUTPUTS: dict[str, tuple] = {"simulate": ("dataset",), "train": ("model",)}
+STAGE_OUTPUTS: dict[str, tuple] = {"simulate": ("dataset",), "train": ("model",),
+                                   "controller": ("controller",)}
 
 
 @dataclass

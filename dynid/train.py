@@ -1,4 +1,5 @@
-"""Training of ReLU surrogates on one-step pairs or trajectories.
+"""Training of ReLU surrogates on one-step pairs or trajectories (autonomous maps, or plants
+``x_{k+1} = F(x_k, u_k)`` trained under the recorded inputs).
 
 :func:`train` fits a :class:`~dynid.models.MLPSurrogate` or
 :class:`~dynid.models.ResidualSurrogate` with Adam on minibatches, a one-step loss (on the
@@ -6,7 +7,8 @@ normalised target) plus an optional K-step rollout loss when the data are trajec
 validation-based early stopping, a learning-rate schedule, a ``target_rmse`` stop and a
 wall-clock limit. It returns the exported :class:`~dynid.relunet.ReLUNet` (the map in physical
 units, float64) and a summary dict, which is also stored in the network's metadata together
-with the system, dt, state names, domain, architecture and normalisation.
+with the system, dt, state names, domain, architecture and normalisation; a plant's model also
+records ``input_names`` and ``input_box`` (the ``domain`` stays the state box).
 
 Ctrl-C stops training cleanly: the best model so far is returned (and written to
 ``checkpoint`` when given), with ``summary["interrupted"] = True``.
@@ -38,36 +40,41 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _dataset_arrays(ds) -> dict:
-    """Pairs (X, Y), trajectories (or None) and provenance from a dataset or an (X, Y) tuple."""
+    """Pairs (X = [x, u], Y), trajectories (or None) and provenance from a dataset or an
+    (X, Y) tuple."""
     if isinstance(ds, (tuple, list)):
         if len(ds) != 2:
             raise ShapeError("pass a dataset or a pair (X, Y) of arrays")
         X = np.asarray(ds[0], dtype=np.float64)
         Y = np.asarray(ds[1], dtype=np.float64)
-        if X.ndim != 2 or X.shape != Y.shape:
-            raise ShapeError(f"X and Y must both have shape (n_samples, n_state), got "
-                             f"{X.shape} and {Y.shape}")
+        if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0] or X.shape[1] < Y.shape[1]:
+            raise ShapeError(f"X and Y must have shapes (n_samples, n_state [+ n_input]) and "
+                             f"(n_samples, n_state), got {X.shape} and {Y.shape}")
         if not (np.isfinite(X).all() and np.isfinite(Y).all()):
             raise DataValidationError("training pairs contain NaN or inf: clean the data")
-        return {"X": X, "Y": Y, "traj": None, "attrs": {}, "state_names": None}
+        return {"X": X, "Y": Y, "traj": None, "utraj": None, "length": None,
+                "experiments": None, "attrs": {}, "state_names": None,
+                "input_names": [f"u{j + 1}" for j in range(X.shape[1] - Y.shape[1])]}
     from dynid import datasets
 
     datasets.validate(ds)
     X, Y = datasets.pairs_from(ds)
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
-    traj = None
-    if ds.attrs.get("kind") == "trajectories" or "trajectory" in ds["x"].dims:
-        traj = np.asarray(ds["x"].transpose("trajectory", "time", "state").values, np.float64)
+    traj = utraj = length = experiments = None
+    if datasets.dataset_kind(ds) == "trajectories":
+        t = datasets.trajectory_arrays(ds)
+        traj, utraj, length, experiments = t["x"], t["u"], t["length"], t["experiment"]
     names = None
     if "state" in ds.coords:
         names = [str(s) for s in ds.coords["state"].values]
-    return {"X": X, "Y": Y, "traj": traj, "attrs": dict(ds.attrs), "state_names": names}
+    return {"X": X, "Y": Y, "traj": traj, "utraj": utraj, "length": length,
+            "experiments": experiments, "attrs": dict(ds.attrs), "state_names": names,
+            "input_names": datasets.input_names(ds)}
 
 
 def _provenance(data: dict) -> dict:
     """Model-file metadata taken from the dataset attributes (whatever is present)."""
     a = data["attrs"]
+    n = data["Y"].shape[1]
     meta: dict = {}
     if "system" in a:
         meta["system"] = str(a["system"])
@@ -87,8 +94,21 @@ def _provenance(data: dict) -> dict:
         lo = np.asarray(a["domain_lo"], dtype=np.float64).reshape(-1)
         hi = np.asarray(a["domain_hi"], dtype=np.float64).reshape(-1)
     else:  # no recorded sampling box: the data's bounding box is the training domain
-        lo, hi = data["X"].min(axis=0), data["X"].max(axis=0)
+        lo, hi = data["X"][:, :n].min(axis=0), data["X"][:, :n].max(axis=0)
     meta["domain"] = {"lo": lo.tolist(), "hi": hi.tolist()}
+    if data["X"].shape[1] > n:   # a plant with inputs: X = [x, u]
+        meta["input_names"] = list(data["input_names"])
+        if "input_lo" in a and "input_hi" in a:
+            ulo = np.asarray(a["input_lo"], dtype=np.float64).reshape(-1)
+            uhi = np.asarray(a["input_hi"], dtype=np.float64).reshape(-1)
+        else:
+            ulo, uhi = data["X"][:, n:].min(axis=0), data["X"][:, n:].max(axis=0)
+        meta["input_box"] = {"lo": ulo.tolist(), "hi": uhi.tolist()}
+        for key in ("state_units", "input_units", "source"):
+            if key in a:
+                meta[key] = json.loads(a[key]) if key.endswith("units") else str(a[key])
+    else:
+        meta["input_names"] = []
     return meta
 
 
@@ -100,15 +120,28 @@ def _split(n: int, val_fraction: float, rng: np.random.Generator):
     return idx[n_val:], idx[:n_val]
 
 
-def _windows(traj: np.ndarray, k: int) -> np.ndarray:
-    """All length-(k+1) windows of a (n_traj, T, n) array: shape (n_windows, k+1, n)."""
+def _windows(traj: np.ndarray, k: int, length=None, utraj=None):
+    """All length-(k+1) windows inside the trajectories (n_traj, T, n), each within its
+    trajectory's ``length``: states (n_windows, k+1, n) and, for a plant, the inputs that drive
+    them (n_windows, k, m) (else None)."""
     n_traj, t_len, n = traj.shape
-    if t_len < k + 1:
+    length = np.full(n_traj, t_len) if length is None else np.asarray(length)
+    if length.max() < k + 1:
         raise ConfigError(f"rollout_steps={k} needs trajectories with at least {k + 1} time "
-                          f"points, these have {t_len}")
-    starts = np.arange(t_len - k)
-    w = np.stack([traj[:, s:s + k + 1] for s in starts], axis=1)
-    return w.reshape(-1, k + 1, n)
+                          f"points, these have {int(length.max())}")
+    xs, us = [], []
+    for i in range(n_traj):
+        for s0 in range(int(length[i]) - k):
+            xs.append(traj[i, s0:s0 + k + 1])
+            if utraj is not None:
+                us.append(utraj[i, s0:s0 + k])
+    return np.stack(xs), (np.stack(us) if utraj is not None else None)
+
+
+def _pair_index(length: np.ndarray, trajectories: np.ndarray) -> np.ndarray:
+    """Indices (into pairs_from's trajectory-major order) of the pairs of some trajectories."""
+    offsets = np.concatenate([[0], np.cumsum(length - 1)])
+    return np.concatenate([np.arange(offsets[t], offsets[t + 1]) for t in trajectories])
 
 
 # ---------------------------------------------------------------------- training
@@ -153,8 +186,10 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
 
     Parameters
     ----------
-    ds : xarray.Dataset of kind "pairs" or "trajectories" (see :mod:`dynid.simulate`), or a
-        tuple ``(X, Y)`` of arrays of shape (n_samples, n_state).
+    ds : xarray.Dataset of kind "pairs" or "trajectories" (see :mod:`dynid.simulate`; with an
+        input variable ``u`` the surrogate is a plant ``F(x, u)`` on ``[x; u]``), or a tuple
+        ``(X, Y)`` of arrays of shape (n_samples, n_state [+ n_input]) and (n_samples,
+        n_state).
     arch : 'residual' (x + h N(x), the default) or 'mlp' (x -> x_next).
     hidden : hidden layer widths of N.
     epochs : maximum number of passes over the training pairs.
@@ -163,15 +198,17 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
         progress, the larger of epochs done / ``epochs`` and seconds spent / ``max_seconds``,
         so a time budget still ends with a small learning rate), 'plateau' (halve lr when the
         validation RMSE stalls for 20 epochs) or 'none'.
-    val_fraction : share of the data held out for validation (whole trajectories when the data
-        are trajectories). Validation RMSE is the one-step RMSE in physical units.
+    val_fraction : share of the data held out for validation (whole trajectories, i.e. whole
+        experiments, when the data are trajectories; their labels are in
+        ``summary["val_experiments"]``). Validation RMSE is the one-step RMSE in physical units.
     patience : stop when the validation RMSE has not improved for this many epochs
         (None = never stop early for that reason).
     target_rmse : stop as soon as the validation one-step RMSE is at or below this value.
     max_seconds : wall-clock limit of the training loop (default None: off). When it fires
         the model depends on the machine's speed; the summary says so (``stopped``).
     rollout_steps : K > 0 adds a K-step free-run loss on windows of the trajectories
-        (needs trajectory data); ``rollout_weight`` scales it.
+        (needs trajectory data; a plant is driven by the recorded inputs of the window);
+        ``rollout_weight`` scales it.
     h : step of the residual form (default: the dataset's dt, else 1).
     seed : seeds the initialisation, the split and the minibatch order.
     dtype : 'float32' (fast, default) or 'float64' training precision; the export is float64.
@@ -220,26 +257,26 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
         h = float(meta.get("dt", 1.0))
     rng = np.random.default_rng(seed)
 
-    # split: whole trajectories when there are several, else single pairs
-    traj = data["traj"]
-    win_tr = None
+    # split: whole trajectories (experiments) when there are several, else single pairs
+    traj, utraj, length = data["traj"], data["utraj"], data["length"]
+    win_tr = uwin_tr = None
+    val_experiments = None
     if traj is not None and traj.shape[0] >= 2 and val_fraction > 0:
         tr_t, va_t = _split(traj.shape[0], val_fraction, rng)
-        n_t = traj.shape[1] - 1
-        pair_idx = lambda ts: (ts[:, None] * n_t + np.arange(n_t)[None, :]).reshape(-1)  # noqa
-        # pairs_from orders trajectory pairs trajectory-major; rebuild from traj to be sure
-        X = traj[:, :-1].reshape(-1, traj.shape[2])
-        Y = traj[:, 1:].reshape(-1, traj.shape[2])
-        tr, va = pair_idx(tr_t), pair_idx(va_t)
+        tr_t, va_t = np.sort(tr_t), np.sort(va_t)
+        tr, va = _pair_index(length, tr_t), _pair_index(length, va_t)
+        val_experiments = [data["experiments"][i] for i in va_t]
         if rollout_steps > 0:
-            win_tr = _windows(traj[tr_t], int(rollout_steps))
+            win_tr, uwin_tr = _windows(traj[tr_t], int(rollout_steps), length[tr_t],
+                                       None if utraj is None else utraj[tr_t])
     else:
         tr, va = _split(X.shape[0], val_fraction, rng)
         if rollout_steps > 0:
             if traj is None:
                 raise ConfigError("rollout_steps > 0 needs trajectory data: simulate with "
-                                  "trajectories (dynid simulate --trajectories N --steps T)")
-            win_tr = _windows(traj, int(rollout_steps))
+                                  "trajectories (dynid simulate --trajectories N --steps T, "
+                                  "or --experiments N for a plant with inputs)")
+            win_tr, uwin_tr = _windows(traj, int(rollout_steps), length, utraj)
     if len(va) == 0:
         va = tr  # no validation split requested: monitor the training fit
 
@@ -251,7 +288,8 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
     target = model.target(xt, yt).detach()
     xv, yv = as_t(X[va]), as_t(Y[va])
     wins = as_t(win_tr) if win_tr is not None else None
-    x_scale = model.x_std
+    uwins = as_t(uwin_tr) if uwin_tr is not None else None
+    x_scale = model.x_std[:Y.shape[1]]
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if schedule == "plateau":
@@ -270,7 +308,8 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
                 "patience": patience, "target_rmse": target_rmse, "max_seconds": max_seconds,
                 "rollout_steps": int(rollout_steps), "rollout_weight": float(rollout_weight),
                 "seed": int(seed), "dtype": dtype, "device": str(device), "threads": threads,
-                "n_train": int(len(tr)), "n_val": int(len(va))}
+                "n_train": int(len(tr)), "n_val": int(len(va)),
+                "val_experiments": val_experiments}
     best = {"rmse": math.inf, "epoch": -1, "state": copy.deepcopy(model.state_dict())}
     stopped, interrupted, seconds_to_target = "epochs", False, None
     n_tr = xt.shape[0]
@@ -293,8 +332,8 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
                                                       time.perf_counter() - t0, max_seconds))
                 loss = ((model.normalised_output(xt[idx]) - target[idx]) ** 2).mean()
                 if wins is not None:
-                    loss = loss + rollout_weight * _rollout_loss(model, wins, idx.numel(), gen,
-                                                                 x_scale)
+                    loss = loss + rollout_weight * _rollout_loss(model, wins, uwins,
+                                                                 idx.numel(), gen, x_scale)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -380,16 +419,18 @@ def _thin(history: list, n: int) -> dict:
     return {"epoch": [int(e) for e, _ in history], "val_rmse": [float(r) for _, r in history]}
 
 
-def _rollout_loss(model, wins: torch.Tensor, n: int, gen: torch.Generator,
-                  x_scale: torch.Tensor) -> torch.Tensor:
-    """Mean squared K-step free-run error on a random batch of windows, in normalised units."""
+def _rollout_loss(model, wins: torch.Tensor, uwins: torch.Tensor | None, n: int,
+                  gen: torch.Generator, x_scale: torch.Tensor) -> torch.Tensor:
+    """Mean squared K-step free-run error on a random batch of windows, in normalised units;
+    a plant is driven by the recorded inputs of each window."""
     pick = torch.randint(0, wins.shape[0], (n,), generator=gen).to(wins.device)
     w = wins[pick]
+    u = uwins[pick] if uwins is not None else None
     x = w[:, 0]
     err = 0.0
     k = w.shape[1] - 1
     for j in range(1, k + 1):
-        x = model(x)
+        x = model(x if u is None else torch.cat([x, u[:, j - 1]], dim=1))
         err = err + (((x - w[:, j]) / x_scale) ** 2).mean()
     return err / k
 

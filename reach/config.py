@@ -27,6 +27,13 @@ A config file (every key but the model and the box is optional)::
     u_lo = [-1]
     u_hi = [1]
 
+    # [controller]                     # when given, model is a plant surrogate F([x; u])
+    # file = "controller.onnx"         # .onnx | Keras .h5/.json | .nnet | dynid .h5, or
+    # gain = [[-3.0, -1.2]]            # u = gain x + offset (a linear controller)
+    # offset = [0.0]
+    # u_lo = [-2.0]                    # saturation (default: the plant's input box)
+    # u_hi = [2.0]
+
     [[spec]]
     type = "box"                       # box | halfspace | reach-avoid (see reach.specs)
     lo = [-1, -1]
@@ -49,8 +56,9 @@ from dynid.errors import ConfigError
 
 KEYS = {"model", "benchmark", "lo", "hi", "steps", "method", "engine", "template", "window",
         "partitions", "refine", "refine_cells", "samples", "seed", "out", "report",
-        "projections", "plant", "spec", "engine_opts", "title"}
+        "projections", "plant", "spec", "engine_opts", "title", "controller"}
 PLANT_KEYS = {"A", "B", "c", "u_lo", "u_hi"}
+CONTROLLER_KEYS = {"file", "gain", "offset", "u_lo", "u_hi"}
 
 
 @dataclass
@@ -69,9 +77,11 @@ class ReachConfig:
     source: str = ""
 
 
-def build_step_net(model=None, benchmark=None, plant=None, base_dir=Path(".")):
-    """The closed-loop step network from a model file (+ optional linear plant) or a named
-    benchmark; returns ``(step_net, defaults)`` where defaults may hold lo, hi, steps."""
+def build_step_net(model=None, benchmark=None, plant=None, base_dir=Path("."),
+                   controller=None):
+    """The closed-loop step network from a model file (+ optional linear plant, or + a
+    controller when the model is a plant surrogate with inputs) or a named benchmark; returns
+    ``(step_net, defaults)`` where defaults may hold lo, hi, steps."""
     if benchmark is not None:
         from reach.benchmarks import get_benchmark
 
@@ -85,7 +95,13 @@ def build_step_net(model=None, benchmark=None, plant=None, base_dir=Path(".")):
     if not path.is_absolute():
         path = Path(base_dir) / path
     net = load_network(path)
-    if plant:
+    inputs = (net.meta.get("input_names") or []) if isinstance(net.meta, dict) else []
+    if controller is not None and plant:
+        raise ConfigError("give either [plant] (the model is a controller of a linear plant) "
+                          "or [controller] (the model is a plant surrogate), not both")
+    if controller is not None:
+        net = surrogate_closed_loop(net, controller, base_dir, source=path)
+    elif plant:
         from reach.closed_loop import linear_plant_loop
 
         bad = set(plant) - PLANT_KEYS
@@ -96,6 +112,10 @@ def build_step_net(model=None, benchmark=None, plant=None, base_dir=Path(".")):
             raise ConfigError("[plant] needs A and B (x+ = A x + B sat(u) + c)")
         net = linear_plant_loop(plant["A"], plant["B"], net, c=plant.get("c"),
                                 u_lo=plant.get("u_lo"), u_hi=plant.get("u_hi"))
+    elif inputs:
+        raise ConfigError(f"{path} is a plant surrogate with inputs {list(inputs)}: close the "
+                          "loop with a controller ([controller] file = PATH or gain = [[...]] "
+                          "in a config; --controller FILE or --gain ... on the command line)")
     elif net.n_in != net.n_out:
         raise ConfigError(f"{path} maps R^{net.n_in} to R^{net.n_out}; reach needs a step map "
                           "R^n -> R^n (for a controller add a [plant] table to a config file)")
@@ -104,6 +124,88 @@ def build_step_net(model=None, benchmark=None, plant=None, base_dir=Path(".")):
     if isinstance(dom, dict) and "lo" in dom and "hi" in dom:
         defaults = {"lo": dom["lo"], "hi": dom["hi"]}
     return net, defaults
+
+
+def controller_net(spec: dict, n: int, m: int, base_dir=Path(".")):
+    """The controller ``u = pi(x)`` of a ``[controller]`` table: a network file (ONNX,
+    Keras, .nnet, dynid .h5) or a linear gain ``u = gain x + offset``."""
+    from dynid.relunet import linear
+
+    bad = set(spec) - CONTROLLER_KEYS
+    if bad:
+        raise ConfigError(f"unknown key(s) {sorted(bad)} in [controller]; allowed: "
+                          f"{', '.join(sorted(CONTROLLER_KEYS))}")
+    if ("file" in spec) == ("gain" in spec):
+        raise ConfigError("[controller] needs exactly one of file = PATH (a network) or "
+                          "gain = [[...]] (u = gain x + offset)")
+    if "file" in spec:
+        from dynid.formats import load_network
+
+        path = Path(spec["file"])
+        ctrl = load_network(path if path.is_absolute() else Path(base_dir) / path)
+        if "offset" in spec:
+            raise ConfigError("[controller] offset applies to a gain, not to a file")
+    else:
+        try:
+            K = np.asarray(spec["gain"], dtype=float)
+            K = K.reshape(m, n) if K.size == m * n else K
+        except (TypeError, ValueError):
+            raise ConfigError(f"[controller] gain must be an {m} x {n} matrix of numbers, got "
+                              f"{spec['gain']!r}") from None
+        if K.shape != (m, n) or not np.all(np.isfinite(K)):
+            raise ConfigError(f"[controller] gain must be a finite {m} x {n} matrix (inputs x "
+                              f"states), got shape {K.shape}")
+        off = np.zeros(m) if spec.get("offset") is None else \
+            np.asarray(spec["offset"], dtype=float).reshape(-1)
+        if off.shape != (m,) or not np.all(np.isfinite(off)):
+            raise ConfigError(f"[controller] offset must be {m} finite number(s)")
+        ctrl = linear(K, off, meta={"controller": {"kind": "linear", "gain": K.tolist(),
+                                                   "offset": off.tolist()}})
+    if ctrl.n_in != n or ctrl.n_out != m:
+        raise ConfigError(f"the controller maps R^{ctrl.n_in} -> R^{ctrl.n_out}; the plant "
+                          f"needs u = pi(x) from R^{n} (states) to R^{m} (inputs)")
+    return ctrl
+
+
+def surrogate_closed_loop(plant, controller: dict, base_dir=Path("."), source=""):
+    """Plant surrogate ``F([x; u])`` + the controller of a ``[controller]`` table + saturation
+    (the table's u_lo / u_hi, else the controller file's recorded saturation, else the plant's
+    input box) as one step network ``x -> F(x, sat(pi(x)))``."""
+    from reach.closed_loop import surrogate_loop
+    from reach.control import plant_sizes
+
+    if not isinstance(controller, dict):
+        raise ConfigError("[controller] must be a table (file = PATH or gain = [[...]])")
+    n, m = plant_sizes(plant)
+    ctrl = controller_net(controller, n, m, base_dir)
+    sat = ctrl.meta.get("saturation") if isinstance(ctrl.meta.get("saturation"), dict) else {}
+    box = plant.meta.get("input_box") or {}
+    u_lo = controller.get("u_lo", sat.get("lo", box.get("lo")))
+    u_hi = controller.get("u_hi", sat.get("hi", box.get("hi")))
+    if u_lo is None or u_hi is None:
+        raise ConfigError(f"{source}: give the saturation limits u_lo and u_hi of the "
+                          "controller (the plant records no input box)")
+    try:
+        lo = np.broadcast_to(np.asarray(u_lo, float).reshape(-1), (m,))
+        hi = np.broadcast_to(np.asarray(u_hi, float).reshape(-1), (m,))
+    except (TypeError, ValueError):
+        raise ConfigError(f"saturation limits must be {m} number(s) each") from None
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo <= hi)):
+        raise ConfigError(f"saturation limits lo {lo.tolist()} / hi {hi.tolist()} must be "
+                          "finite with lo <= hi")
+    box_lo, box_hi = box.get("lo"), box.get("hi")
+    outside = box_lo is not None and (np.any(lo < np.asarray(box_lo) - 1e-12) or
+                                      np.any(hi > np.asarray(box_hi) + 1e-12))
+    plant_meta = {k: v for k, v in plant.meta.items() if k != "saturation"}
+    ctrl = ctrl.with_meta(**{k: v for k, v in ctrl.meta.items() if k != "saturation"})
+    step = surrogate_loop(plant.with_meta(**plant_meta), ctrl, lo, hi)
+    meta = {**plant_meta, "closed_loop": "surrogate", "n_state": n, "n_control": m,
+            "saturation": {"lo": lo.tolist(), "hi": hi.tolist()},
+            "controller": ctrl.meta.get("controller", {"source": str(controller.get("file"))}),
+            "saturation_outside_input_box": bool(outside)}
+    from dynid.relunet import ReLUNet
+
+    return ReLUNet(step.weights, step.biases, step.relu, meta)
 
 
 def load_config(path) -> ReachConfig:
@@ -123,7 +225,7 @@ def load_config(path) -> ReachConfig:
                           f"{', '.join(sorted(KEYS))}")
     base = path.parent
     net, defaults = build_step_net(cfg.get("model"), cfg.get("benchmark"), cfg.get("plant"),
-                                   base)
+                                   base, cfg.get("controller"))
     return config_from_dict(cfg, net, defaults, base, source=str(path),
                             specs=[spec_from_dict(s) for s in cfg.get("spec", [])])
 
@@ -246,4 +348,4 @@ def write_outputs(run: ReachRun, out=None, report=None, projections=None,
 
 
 __all__ = ["ReachConfig", "ReachRun", "load_config", "config_from_dict", "build_step_net",
-           "analyse", "run_config", "write_outputs"]
+           "controller_net", "surrogate_closed_loop", "analyse", "run_config", "write_outputs"]

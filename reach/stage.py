@@ -5,7 +5,9 @@ Keys of the ``[reach]`` table, with defaults: model (default: the run's model), 
 method = "one-shot", engine = "crown", template = "box", window, partitions, refine = 0
 (seconds of greedy refinement), refine_cells (refine until this many cells: reproducible,
 unlike a time budget), samples = 20000, seed = 0, projections = [[0, 1]],
-spec = [ {type = "box", lo = .., hi = ..}, ... ], out = "reach.nc".
+spec = [ {type = "box", lo = .., hi = ..}, ... ], out = "reach.nc", controller = {file = ..,
+gain = .., offset = .., u_lo = .., u_hi = ..} (for a plant surrogate with inputs; default: the
+controller of the run's ``controller`` stage, saturated at its recorded limits).
 
 Writes reach.nc, adds a section (per-step table, figures, verdicts) to the run's report and
 puts the summary under ``ctx.summary["reach"]``.
@@ -26,7 +28,7 @@ from dynid.stages import schema as sc
 
 KEYS = {"model", "lo", "hi", "steps", "method", "engine", "template", "window", "partitions",
         "refine", "refine_cells", "samples", "seed", "projections", "spec", "out", "engine_opts",
-        "plant", "benchmark", "title"}
+        "plant", "benchmark", "title", "controller"}
 
 
 def _engines():
@@ -56,7 +58,8 @@ SCHEMAS = {"reach": sc.Schema({
     "projections": sc.Check("a list of [i, j] index pairs", lambda v, _: isinstance(v, list)
                             and all(_PAIR.accepts(p) is True and len(p) == 2 for p in v)),
     "spec": sc.tables(), "out": sc.file_name(), "engine_opts": sc.table(),
-    "plant": sc.table(), "benchmark": sc.string(_benchmarks), "title": sc.string()},
+    "plant": sc.table(), "benchmark": sc.string(_benchmarks), "title": sc.string(),
+    "controller": sc.table()},
     sc.same_length)}
 
 
@@ -83,8 +86,13 @@ def run(section: dict, ctx) -> None:
         raise ConfigError("[reach] needs a model: add a [train] stage or set model = PATH")
     if model is not None:   # artifacts are relative to the working directory, not the config
         model = Path(model).absolute()
+    controller = section.get("controller")
+    if isinstance(controller, dict) and "file" in controller:
+        controller = {**controller, "file": str(ctx.resolve(controller["file"]))}
+    elif controller is None and "controller" in ctx.artifacts and "plant" not in section:
+        controller = {"file": str(Path(ctx.artifacts["controller"]).absolute())}
     net, defaults = build_step_net(model, section.get("benchmark"), section.get("plant"),
-                                   ctx.base_dir)
+                                   ctx.base_dir, controller)
     cfg = dict(section)
     if ("lo" not in cfg or "hi" not in cfg) and "benchmark" not in section:
         defaults["lo"], defaults["hi"] = _default_box(net)
@@ -106,5 +114,11 @@ def run(section: dict, ctx) -> None:
     ctx.summary["reach"] = {**summary, "file": rc.out.name}
     n = result.dataset.sizes["state"]
     proj = projections if projections is not None else ([(0, 1)] if n >= 2 else [])
+    title = "Reachable sets of the surrogate"
+    if net.meta.get("closed_loop") == "surrogate":
+        title = "Reachable sets of the closed loop (plant surrogate + controller + saturation)"
+        ctx.summary["reach"]["closed_loop"] = {k: net.meta.get(k) for k in
+                                               ("saturation", "controller",
+                                                "saturation_outside_input_box")}
     add_reach_section(ctx.report, result.dataset, result.falsification, result.verdicts,
-                      [tuple(p) for p in proj], "Reachable sets of the surrogate")
+                      [tuple(p) for p in proj], title)

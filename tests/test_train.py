@@ -87,8 +87,10 @@ def test_rollout_loss_needs_trajectories():
         train((X, Y), rollout_steps=3, progress=False)
     with pytest.raises(ConfigError):
         train((X, Y), arch="cpl", progress=False)
-    with pytest.raises(ShapeError):
-        train((X, Y[:, :1]), progress=False)
+    with pytest.raises(ShapeError):      # fewer columns in X than states in Y
+        train((X[:, :1], Y), progress=False)
+    with pytest.raises(ShapeError):      # rows do not pair up
+        train((X, Y[:-1]), progress=False)
 
 
 def test_training_on_trajectories_with_rollout_loss():

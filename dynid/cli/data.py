@@ -1,4 +1,4 @@
-"""Sub-commands ``simulate``, ``train``, ``evaluate`` and ``info``."""
+"""Sub-commands ``simulate``, ``train``, ``evaluate``, ``info`` and ``data import``."""
 
 from __future__ import annotations
 
@@ -14,13 +14,18 @@ Simulate an ODE system and save a dataset (netCDF4) to train a surrogate on.
 
 By default: one-step pairs (x, x_next) with x uniform in the system's domain and x_next the
 exact flow over dt (CasADi CVODES). With --trajectories N --steps T: N trajectories of T steps
-from initial states sampled in the domain.
+from initial states sampled in the domain. For a plant with inputs (pendulum_torque,
+cart_pole, mass_spring_damper, linear_input), pairs sample [x; u] in the state box times the
+input box, and --experiments N --steps T runs N identification experiments driven by an
+excitation signal (held constant over each step).
 
 examples:
   dynid simulate brusselator --out data.nc
   dynid simulate brusselator --out data.nc --samples 20000 --dt 0.1 --param a=1 --param b=3
   dynid simulate van_der_pol --out vdp.nc --map rk4 --sampling lhs --lo -3 -3 --hi 3 3
   dynid simulate duffing --out traj.nc --trajectories 50 --steps 100
+  dynid simulate pendulum_torque --out exp.nc --experiments 200 --steps 100 --dt 0.05 \\
+        --signal random_steps --hold 4,20 --u-lo -2 --u-hi 2 --noise-std 0.001
 """
 
 TRAIN_HELP = """\
@@ -61,12 +66,32 @@ def _hidden(text: str) -> tuple[int, ...]:
     return sizes
 
 
+IMPORT_HELP = """\
+Import your own experiment logs (CSV, Parquet, netCDF) as a dynid dataset (netCDF4).
+
+One row per sample; name the state columns, the input columns, the time column (or give
+--dt) and, for several experiments in one file, the experiment-id column. Experiments may have
+different lengths; pairs are never formed across experiments. Every problem (missing column,
+name given twice, non-numeric / NaN value, time not increasing or irregular, units) is one
+line naming the row and column, exit code 2, and nothing is written.
+
+examples:
+  dynid data import log.csv --states th,om --inputs tau --time t --out data.nc
+  dynid data import runs.parquet --states x,v --inputs F --time t --experiment run_id \\
+        --out data.nc --units x=m,v=m/s,F=N
+  dynid data import bench.nc --states theta_meas,omega_meas --inputs torque --time t \\
+        --experiment run --out data.nc
+"""
+
+
 def register(sub) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("simulate", help="simulate an ODE system into a dataset file",
                        description=SIMULATE_HELP, formatter_class=fmt)
     p.add_argument("system", help="catalogue name: brusselator, van_der_pol, fitzhugh_nagumo, "
-                                  "lotka_volterra, duffing, pendulum, linear")
+                                  "lotka_volterra, duffing, pendulum, linear; plants with "
+                                  "inputs: pendulum_torque, cart_pole, mass_spring_damper, "
+                                  "linear_input")
     p.add_argument("--out", required=True, metavar="FILE.nc", help="dataset file to write")
     p.add_argument("--samples", type=int, default=10000, metavar="N",
                    help="number of one-step pairs, or of trajectories with --trajectories "
@@ -90,6 +115,19 @@ def register(sub) -> None:
     p.add_argument("--with-trajectories", type=int, default=0, metavar="N",
                    help="pairs mode: also add the consecutive pairs of N trajectories of "
                         "--steps steps from the box (covers where free runs go)")
+    p.add_argument("--experiments", type=int, default=None, metavar="N",
+                   help="plants: N experiments of --steps steps driven by --signal")
+    p.add_argument("--signal", default="random_steps",
+                   choices=["random_steps", "prbs", "multisine", "chirp"],
+                   help="excitation of the experiments (default random_steps)")
+    p.add_argument("--hold", default=None, metavar="MIN[,MAX]",
+                   help="random_steps / prbs: steps each level is held (default 5,20 / 1)")
+    p.add_argument("--u-lo", type=float, nargs="+", default=None, metavar="L",
+                   help="plants: lower corner of the input box (default: the system's)")
+    p.add_argument("--u-hi", type=float, nargs="+", default=None, metavar="H",
+                   help="plants: upper corner of the input box (default: the system's)")
+    p.add_argument("--noise-std", type=float, nargs="+", default=[0.0], metavar="S",
+                   help="experiments: std of measurement noise on the states (one or per state)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
 
@@ -147,21 +185,68 @@ def register(sub) -> None:
     add_json_option(p)
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("data", help="measured data: import experiment logs",
+                       description="Work with measured data.", formatter_class=fmt)
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
+    q = actions.add_parser("import", help="import a CSV / Parquet / netCDF log as a dataset",
+                           description=IMPORT_HELP, formatter_class=fmt)
+    q.add_argument("file", metavar="LOG", help="the log file (.csv, .parquet, .nc)")
+    q.add_argument("--states", required=True, metavar="A,B,..",
+                   help="state columns, comma-separated (in this order)")
+    q.add_argument("--inputs", default="", metavar="U,..",
+                   help="input columns, comma-separated (none for an autonomous system)")
+    q.add_argument("--time", default=None, metavar="T",
+                   help="time column (s; ms/min/h when the file's units say so)")
+    q.add_argument("--dt", type=float, default=None,
+                   help="sampling step in s (needed without --time; checked with it)")
+    q.add_argument("--experiment", default=None, metavar="COL",
+                   help="experiment-id column (several experiments in one file)")
+    q.add_argument("--units", default=None, metavar="NAME=UNIT,..",
+                   help="units of the columns, e.g. th=rad,om=rad/s,tau=N m")
+    q.add_argument("--format", default=None, choices=["csv", "parquet", "netcdf"],
+                   help="file format (default: from the extension)")
+    q.add_argument("--dt-tolerance", type=float, default=1e-6, metavar="R",
+                   help="relative tolerance of the sampling-step checks (default 1e-6)")
+    q.add_argument("--out", required=True, metavar="FILE.nc", help="dataset file to write")
+    q.set_defaults(func=cmd_data_import)
+    p.set_defaults(func=lambda args: _data_usage(p))
+
+
+def _hold(text):
+    if text is None:
+        return {}
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--hold {text!r} must be an integer or MIN,MAX (steps)") from None
+    if len(values) not in (1, 2):
+        raise ConfigError(f"--hold {text!r} must be an integer or MIN,MAX (steps)")
+    return {"hold": values[0] if len(values) == 1 else tuple(values)}
+
 
 def cmd_simulate(args) -> int:
     from dynid.datasets import save_dataset
     from dynid.stages.data import simulate_dataset
 
+    if args.experiments is not None and args.trajectories:
+        raise ConfigError("give either --experiments N (a plant driven by inputs) or "
+                          "--trajectories, not both")
+    kind = "experiments" if args.experiments is not None else \
+        "trajectories" if args.trajectories else "pairs"
+    noise = args.noise_std[0] if len(args.noise_std) == 1 else args.noise_std
     ds = simulate_dataset(args.system, params=_params(args.param), dt=args.dt,
-                          method=args.map,
-                          kind="trajectories" if args.trajectories else "pairs",
-                          samples=args.samples, steps=args.steps, sampling=args.sampling,
+                          method=args.map, kind=kind,
+                          samples=args.experiments if kind == "experiments" else args.samples,
+                          steps=args.steps, sampling=args.sampling,
                           lo=args.lo, hi=args.hi, seed=args.seed,
                           trajectory_samples=args.with_trajectories,
-                          progress=None if args.quiet else True)
+                          progress=None if args.quiet else True, u_lo=args.u_lo,
+                          u_hi=args.u_hi, signal=args.signal,
+                          signal_options=_hold(args.hold), noise_std=noise)
     path = save_dataset(ds, args.out)
+    inputs = f", inputs {[str(v) for v in ds['input'].values]}" if "u" in ds.variables else ""
     print(f"wrote {path}: {ds.attrs['kind']} of {ds.attrs['system']} {dict(ds.sizes)}, "
-          f"dt={ds.attrs['dt']}, map={ds.attrs['map']}")
+          f"dt={ds.attrs['dt']}, map={ds.attrs['map']}{inputs}")
     return 0
 
 
@@ -202,15 +287,60 @@ def cmd_evaluate(args) -> int:
         for key in ("one_step_rmse_data", "one_step_rmse_test"):
             if res[key] is not None:
                 print(f"{key}: {res[key]:.4g}")
-        for key in ("rollout", "rollout_data"):
-            r = res[key]
-            if r:
-                print(f"{key} ({r['n_trajectories']} runs x {r['steps']} steps): rmse "
-                      f"{r['rmse']:.4g}, nrmse {100 * r['nrmse']:.3g} %, fit "
-                      f"{r['fit_percent']:.2f} %")
-        if res["rollout"] is None:
-            print("rollout: skipped (the model file names no known system / dt / domain)")
+        if "heldout" in res:
+            _print_plant(res)
+        else:
+            _print_rollouts(res)
     write_json(res, args.json)
+    return 0
+
+
+def _print_rollouts(res) -> None:
+    for key in ("rollout", "rollout_data"):
+        r = res[key]
+        if r:
+            print(f"{key} ({r['n_trajectories']} runs x {r['steps']} steps): rmse "
+                  f"{r['rmse']:.4g}, nrmse {100 * r['nrmse']:.3g} %, fit "
+                  f"{r['fit_percent']:.2f} %")
+    if res["rollout"] is None:
+        print("rollout: skipped (the model file names no known system / dt / domain)")
+
+
+def _print_plant(res) -> None:
+    names = res.get("state_names") or []
+    for part, what in (("heldout", "held-out experiments"), ("fresh", "fresh experiments")):
+        r, a = res[part], res[f"{part}_arx"]
+        if r is None:
+            continue
+        print(f"{part} ({len(r['experiments'])} {what} x {r['steps']} steps, free run under "
+              "the recorded inputs):")
+        for i, f in enumerate(r["fit_percent_per_state"]):
+            name = names[i] if i < len(names) else f"x{i + 1}"
+            arx = f", ARX {a['fit_percent_per_state'][i]:.2f} %" if a else ""
+            print(f"  {name}: fit {f:.2f} % (median {r['fit_percent_median_per_state'][i]:.2f}"
+                  f" %), nrmse {r['nrmse_per_state'][i]:.4g}{arx}")
+    if res["heldout"] is None and res["fresh"] is None:
+        print("free runs: skipped (no experiments in the dataset and no known system)")
+
+
+def _data_usage(parser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def cmd_data_import(args) -> int:
+    from dynid.dataimport import import_table
+    from dynid.datasets import dataset_summary, save_dataset
+
+    ds = import_table(args.file, args.states, args.inputs, args.time, args.experiment,
+                      fmt=args.format, units=args.units, dt=args.dt,
+                      dt_tolerance=args.dt_tolerance)
+    path = save_dataset(ds, args.out)
+    s = dataset_summary(ds)
+    lengths = s.get("length", {})
+    print(f"wrote {path}: {s['experiments']} experiment(s) of {lengths.get('min')}.."
+          f"{lengths.get('max')} samples, dt={float(ds.attrs['dt']):.6g} s, states "
+          f"{s['state_names']}, inputs {s.get('input_names', [])}")
     return 0
 
 

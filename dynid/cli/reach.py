@@ -6,8 +6,15 @@
                 [--partitions N ..] [--refine S] [--out reach.nc] [--report report.html]
                 [--json PATH]
 
-MODEL may also be ``benchmark:double_integrator`` or ``benchmark:quadrotor6d``. The reach
-package is imported inside the handler so that ``dynid --help`` stays fast.
+    dynid reach plant.h5 --controller ctrl.onnx [--u-lo L .. --u-hi H ..] --lo .. --hi ..
+    dynid reach plant.h5 --gain K11 K12 .. [--offset O ..] --u-lo .. --u-hi .. --lo .. --hi ..
+
+MODEL may also be ``benchmark:double_integrator`` or ``benchmark:quadrotor6d``. A plant
+surrogate with inputs (``[x; u] -> x_next``) is closed with a controller file (ONNX, Keras,
+.nnet, dynid .h5) or a linear gain ``u = K x + offset`` (K row-major, inputs x states) and
+saturated at ``--u-lo/--u-hi`` (default: the controller's recorded limits, else the plant's
+input box). The reach package is imported inside the handler so that ``dynid --help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -41,6 +48,18 @@ def register(subparsers) -> None:
                    help="simulated trajectories for the inner boxes (default: 20000)")
     p.add_argument("--device", default=None, metavar="cpu|cuda",
                    help="torch device of the crown and lp-splitting engines (default cpu)")
+    p.add_argument("--controller", default=None, metavar="FILE",
+                   help="controller u = pi(x) of a plant surrogate (.onnx, Keras .h5/.json, "
+                        ".nnet, dynid .h5)")
+    p.add_argument("--gain", type=float, nargs="+", default=None, metavar="K",
+                   help="linear controller u = K x + offset instead of a file (K row-major: "
+                        "inputs x states)")
+    p.add_argument("--offset", type=float, nargs="+", default=None, metavar="O",
+                   help="offset of the linear controller (default 0)")
+    p.add_argument("--u-lo", type=float, nargs="+", default=None, metavar="L",
+                   help="lower saturation limit of each input")
+    p.add_argument("--u-hi", type=float, nargs="+", default=None, metavar="H",
+                   help="upper saturation limit of each input")
     p.add_argument("--out", default=None, help="write the reachable sets to this netCDF file")
     p.add_argument("--report", default=None, help="write a self-contained HTML report")
     add_json_option(p)
@@ -55,13 +74,20 @@ def handle(args) -> int:
     from reach.config import ReachConfig, build_step_net, load_config, run_config
 
     target = str(args.target)
+    controller = _controller_options(args)
     if target.endswith(".toml"):
+        if controller is not None:
+            raise ConfigError("give the controller in the config file's [controller] table, "
+                              "not on the command line")
         cfg = load_config(target)
     else:
         if target.startswith("benchmark:"):
+            if controller is not None:
+                raise ConfigError("a benchmark brings its own controller: drop --controller / "
+                                  "--gain")
             net, defaults = build_step_net(benchmark=target.split(":", 1)[1])
         else:
-            net, defaults = build_step_net(model=target)
+            net, defaults = build_step_net(model=target, controller=controller)
         lo = args.lo if args.lo is not None else defaults.get("lo")
         hi = args.hi if args.hi is not None else defaults.get("hi")
         if lo is None or hi is None:
@@ -108,6 +134,27 @@ def handle(args) -> int:
     return 0
 
 
+def _controller_options(args):
+    """The [controller] table the command-line options describe (None without any)."""
+    from dynid.errors import ConfigError
+
+    if args.controller is None and args.gain is None:
+        if args.offset is not None or args.u_lo is not None or args.u_hi is not None:
+            raise ConfigError("--offset / --u-lo / --u-hi need a controller: give --controller "
+                              "FILE or --gain K ..")
+        return None
+    spec = {"file": args.controller} if args.controller is not None else {"gain": args.gain}
+    if args.controller is not None and args.gain is not None:
+        raise ConfigError("give either --controller FILE or --gain K .., not both")
+    if args.offset is not None:
+        spec["offset"] = args.offset
+    if args.u_lo is not None:
+        spec["u_lo"] = args.u_lo
+    if args.u_hi is not None:
+        spec["u_hi"] = args.u_hi
+    return spec
+
+
 def _print(run, summary) -> None:
     ds = run.dataset
     names = [str(s) for s in ds.state.values]
@@ -121,4 +168,7 @@ def _print(run, summary) -> None:
         print(f"error ratio at step {summary['steps']}: {summary['error']:.4g} against "
               f"{summary['samples']} sampled trajectories; sound: {summary['sound']}")
     for v in run.verdicts:
-        print(f"spec '{v.spec}': {v.status}")
+        line = f"spec '{v.spec}': {v.status}"
+        if v.witness is not None:   # a falsifying run, re-checked by a float64 forward pass
+            line += f" (falsifying run from x0 = {[round(float(a), 6) for a in v.witness[0]]})"
+        print(line)

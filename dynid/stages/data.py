@@ -3,10 +3,14 @@
 Each is ``stage(section, ctx)`` (see :mod:`dynid.pipeline`). Keys of each table, with defaults:
 
 ``[simulate]`` system (required), params = {}, dt = 0.1, map = "flow", kind = "pairs"
-(or "trajectories"), samples = 10000 (pairs, or trajectories), steps = 50 (trajectory length),
-sampling = "uniform" | "lhs" | "grid", lo / hi (default: the system's domain), seed = 0,
+(or "trajectories", or "experiments" for a plant with inputs), samples = 10000 (pairs, or
+trajectories), steps = 50 (trajectory length), sampling = "uniform" | "lhs" | "grid", lo / hi
+(default: the system's domain; initial states for trajectories and experiments), seed = 0,
 trajectory_samples = 0 (pairs of that many trajectories of ``steps`` steps are added, see
-:func:`simulate_dataset`), out = "data.nc".
+:func:`simulate_dataset`), out = "data.nc". Plants with inputs: u_lo / u_hi (default: the
+system's input box), and for experiments experiments = 100 (their number), signal =
+"random_steps" | "prbs" | "multisine" | "chirp", signal_options = {hold = [5, 20], ...} (see
+:mod:`dynid.excitation`), noise_std = 0 (measurement noise on the recorded states).
 
 ``[train]`` data (default: the dataset of the simulate stage), arch = "residual", hidden =
 [32, 32], and every option of :func:`dynid.train.train` (epochs, batch_size, lr, schedule,
@@ -17,7 +21,9 @@ wall-clock limit) is off unless set; when it fires, the log and the report say s
 
 ``[evaluate]`` model / data (default: the run's), steps = 50, initial_states = 20,
 seed = 12345, test_samples = 2000, grid = 60 (heat-map resolution per axis), figures = true,
-out = "metrics.json". Writes metrics.json, trajectories.png and one_step_error.png.
+out = "metrics.json". Writes metrics.json, trajectories.png and one_step_error.png; for a plant
+model: free-run fit % / NRMSE per state on held-out and fresh experiments beside the ARX
+baseline, and compare.png (measured vs simulated per state and input).
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from dynid.results import jsonable
 from dynid.stages import schema as sc
 
 SIMULATE_KEYS = {"system", "params", "dt", "map", "kind", "samples", "steps", "sampling",
-                 "lo", "hi", "seed", "out", "trajectory_samples"}
+                 "lo", "hi", "seed", "out", "trajectory_samples", "u_lo", "u_hi",
+                 "experiments", "signal", "signal_options", "noise_std"}
 TRAIN_OPTIONS = {"epochs", "batch_size", "lr", "schedule", "weight_decay", "val_fraction",
                  "patience", "target_rmse", "max_seconds", "rollout_steps", "rollout_weight",
                  "seed", "dtype", "device", "threads"}
@@ -55,8 +62,16 @@ def _architectures():
     return ARCHITECTURES
 
 
+def _signals():
+    from dynid.excitation import SIGNALS
+
+    return SIGNALS
+
+
 def _check_simulate(section: dict, where: str) -> None:
     sc.same_length(section, where)
+    if isinstance(section.get("u_lo"), list) and isinstance(section.get("u_hi"), list):
+        sc.same_length(section, where, "u_lo", "u_hi")
     from dynid.errors import DynidError
     from dynid.systems import get_system
 
@@ -66,15 +81,21 @@ def _check_simulate(section: dict, where: str) -> None:
         raise ConfigError(f"{where} {exc}") from None
 
 
+_bound = sc.any_of(sc.number(), sc.numbers())
+
 #: up-front checks of the tables (see :mod:`dynid.stages.schema`)
 SCHEMAS = {
     "simulate": sc.Schema({
         "system": sc.required(sc.string(_systems)), "params": sc.table(sc.number()),
         "dt": sc.number(min=0, min_open=True), "map": sc.string(("flow", "euler", "rk4")),
-        "kind": sc.string(("pairs", "trajectories")), "samples": sc.integer(min=1),
-        "steps": sc.integer(min=1), "sampling": sc.string(("uniform", "lhs", "grid")),
+        "kind": sc.string(("pairs", "trajectories", "experiments")),
+        "samples": sc.integer(min=1), "steps": sc.integer(min=1),
+        "sampling": sc.string(("uniform", "lhs", "grid")),
         "lo": sc.numbers(), "hi": sc.numbers(), "seed": sc.integer(min=0),
-        "out": sc.file_name(), "trajectory_samples": sc.integer(min=0)}, _check_simulate),
+        "out": sc.file_name(), "trajectory_samples": sc.integer(min=0),
+        "u_lo": _bound, "u_hi": _bound, "experiments": sc.integer(min=1),
+        "signal": sc.string(_signals), "signal_options": sc.table(),
+        "noise_std": sc.number(min=0)}, _check_simulate),
     "train": sc.Schema({
         "data": sc.existing_file(), "arch": sc.string(_architectures),
         "hidden": sc.integers(min=1), "epochs": sc.integer(min=1),
@@ -96,9 +117,15 @@ SCHEMAS = {
 
 def simulate_dataset(system_name: str, *, params=None, dt=0.1, method="flow", kind="pairs",
                      samples=10000, steps=50, sampling="uniform", lo=None, hi=None, seed=0,
-                     trajectory_samples=0, progress=None):
-    """Simulate a pairs or trajectories dataset of a catalogue system (used by the stage and
-    by ``dynid simulate``).
+                     trajectory_samples=0, progress=None, u_lo=None, u_hi=None,
+                     signal="random_steps", signal_options=None, noise_std=0.0):
+    """Simulate a pairs, trajectories or experiments dataset of a catalogue system (used by
+    the stage and by ``dynid simulate``).
+
+    ``kind="experiments"`` (plants with inputs): ``samples`` experiments of ``steps`` steps
+    from initial states sampled in ``[lo, hi]``, each driven by its own ``signal``
+    (:func:`dynid.simulate.experiments`); pairs of a plant sample ``[x; u]`` in the state box
+    times the input box ``[u_lo, u_hi]``.
 
     With ``kind="pairs"`` and ``trajectory_samples=N > 0``, the consecutive pairs of N
     trajectories of ``steps`` steps (initial states sampled in the box with ``seed + 1``) are
@@ -120,13 +147,28 @@ def simulate_dataset(system_name: str, *, params=None, dt=0.1, method="flow", ki
     system = get_system(system_name, **(params or {}))
     if kind == "pairs":
         ds = one_step_pairs(system, samples, dt, method=method, sampling=sampling, lo=lo,
-                            hi=hi, seed=seed, progress=progress)
+                            hi=hi, seed=seed, progress=progress, u_lo=u_lo, u_hi=u_hi)
         if int(trajectory_samples) > 0:
+            if system.n_input:
+                raise ConfigError(f"{system.name!r} has inputs: add driven runs with kind = "
+                                  "\"experiments\" instead of trajectory_samples")
             ds = _append_trajectory_pairs(ds, system, int(trajectory_samples), steps, dt,
                                           method, seed + 1)
         return ds
+    if kind == "experiments":
+        from dynid.simulate import experiments
+
+        return experiments(system, samples, steps, dt, method=method, signal=signal,
+                           signal_options=_signal_options(signal_options), u_lo=u_lo,
+                           u_hi=u_hi, lo=lo, hi=hi, sampling=sampling, seed=seed,
+                           noise_std=noise_std, progress=progress)
     if kind != "trajectories":
-        raise ConfigError(f"kind must be 'pairs' or 'trajectories', got {kind!r}")
+        raise ConfigError(f"kind must be 'pairs', 'trajectories' or 'experiments', got "
+                          f"{kind!r}")
+    if system.n_input:
+        raise ConfigError(f"{system.name!r} has inputs {list(system.input_names)}: simulate "
+                          "experiments driven by an excitation signal (dynid simulate "
+                          "--experiments N, or kind = \"experiments\" in a pipeline)")
     box_lo, box_hi = system.domain
     lo = box_lo if lo is None else np.asarray(lo, dtype=float)
     hi = box_hi if hi is None else np.asarray(hi, dtype=float)
@@ -135,6 +177,16 @@ def simulate_dataset(system_name: str, *, params=None, dt=0.1, method="flow", ki
     ds.attrs.update(seed=int(seed), sampling=f"initial states: {sampling}",
                     domain_lo=np.asarray(lo, float), domain_hi=np.asarray(hi, float))
     return ds
+
+
+def _signal_options(options) -> dict:
+    """Excitation options from a TOML table (lists become tuples, e.g. hold = [5, 20])."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"signal_options must be a table, e.g. {{ hold = [5, 20] }}, got "
+                          f"{options!r}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
 def _append_trajectory_pairs(ds, system, n_traj: int, steps: int, dt: float, method: str,
@@ -165,13 +217,19 @@ def simulate(section: dict, ctx: RunContext) -> None:
     if "system" not in section:
         raise ConfigError("[simulate] needs system = \"NAME\" (e.g. \"brusselator\")")
     t0 = time.perf_counter()
+    kind = section.get("kind", "pairs")
+    samples = section.get("experiments", section.get("samples", 100)) if kind == "experiments" \
+        else section.get("samples", 10000)
     ds = simulate_dataset(section["system"], params=section.get("params"),
                           dt=section.get("dt", 0.1), method=section.get("map", "flow"),
-                          kind=section.get("kind", "pairs"),
-                          samples=section.get("samples", 10000), steps=section.get("steps", 50),
+                          kind=kind, samples=samples, steps=section.get("steps", 50),
                           sampling=section.get("sampling", "uniform"), lo=section.get("lo"),
                           hi=section.get("hi"), seed=section.get("seed", 0),
-                          trajectory_samples=section.get("trajectory_samples", 0))
+                          trajectory_samples=section.get("trajectory_samples", 0),
+                          u_lo=section.get("u_lo"), u_hi=section.get("u_hi"),
+                          signal=section.get("signal", "random_steps"),
+                          signal_options=section.get("signal_options"),
+                          noise_std=section.get("noise_std", 0.0))
     seconds = time.perf_counter() - t0
     path = save_dataset(ds, ctx.run_dir / section.get("out", "data.nc"))
     ctx.artifacts["dataset"] = path
@@ -180,6 +238,11 @@ def simulate(section: dict, ctx: RunContext) -> None:
             "map": ds.attrs["map"], "kind": ds.attrs["kind"], "sizes": dict(ds.sizes),
             "domain_lo": ds.attrs["domain_lo"], "domain_hi": ds.attrs["domain_hi"],
             "seconds": seconds}
+    if "u" in ds.variables:
+        info.update(inputs=[str(v) for v in ds["input"].values],
+                    input_lo=ds.attrs.get("input_lo"), input_hi=ds.attrs.get("input_hi"))
+        if "excitation" in ds.attrs:
+            info["excitation"] = json.loads(ds.attrs["excitation"])
     ctx.summary["simulate"] = jsonable(info)
     ctx.report.add_heading("Data")
     ctx.report.add_table({k: v for k, v in info.items() if k != "path"})
@@ -251,6 +314,8 @@ def evaluate(section: dict, ctx: RunContext) -> None:
         ctx.artifacts.get("dataset")
     net = load_model(model_path)
     ds = load_dataset(data_path) if data_path is not None else None
+    if net.meta.get("input_names"):
+        return _evaluate_plant(net, ds, section, ctx)
     t0 = time.perf_counter()
     res = evaluate_model(net, ds, steps=section.get("steps", 50),
                          n_initial=section.get("initial_states", 20),
@@ -303,3 +368,68 @@ def evaluate(section: dict, ctx: RunContext) -> None:
                                    f"grid (max {err.max():.3g})")
         ctx.artifacts["error_png"] = ctx.run_dir / "one_step_error.png"
         ctx.summary["evaluate"]["max_grid_error"] = float(err.max())
+
+
+def _evaluate_plant(net, ds, section: dict, ctx: RunContext) -> None:
+    """The evaluate stage for a plant model [x; u] -> x_next: free runs under recorded inputs
+    (held-out and fresh experiments) beside the ARX baseline, and the compare figure."""
+    from dynid.stages.figures import save_png
+    from dynid.sysid import compare_figure, evaluate_plant
+
+    t0 = time.perf_counter()
+    res = evaluate_plant(net, ds, steps=section.get("steps", 100),
+                         n_experiments=section.get("initial_states", 20),
+                         seed=section.get("seed", 12345),
+                         n_test=section.get("test_samples", 2000), return_trajectories=True)
+    shown = None
+    for part in ("heldout", "fresh"):
+        if res[part] is not None:
+            traj = {k: res[part].pop(k) for k in ("measured", "simulated", "inputs", "mask",
+                                                  "time", "input_names")}
+            if shown is None:
+                shown = (part, {**res[part], **traj})
+    res["seconds"] = time.perf_counter() - t0
+    out = ctx.run_dir / section.get("out", "metrics.json")
+    write_text_atomic(out, json.dumps(jsonable(res), indent=2) + "\n")
+    ctx.artifacts["metrics"] = out
+    ctx.summary["evaluate"] = jsonable({"path": str(out), **res})
+    ctx.report.add_heading("Evaluation (identification)")
+    names = res["state_names"] or [f"x{i + 1}" for i in range(net.n_out)]
+    rows = []
+    for part, label in (("heldout", "held-out experiments of the dataset"),
+                        ("fresh", "fresh experiments of the true system")):
+        r, a = res[part], res[f"{part}_arx"]
+        if r is None:
+            continue
+        for i, name in enumerate(names):
+            rows.append({"experiments": f"{label} ({len(r['experiments'])})", "state": name,
+                         "fit % (surrogate)": r["fit_percent_per_state"][i],
+                         "fit % (ARX)": a["fit_percent_per_state"][i] if a else None,
+                         "NRMSE (surrogate)": r["nrmse_per_state"][i],
+                         "NRMSE (ARX)": a["nrmse_per_state"][i] if a else None})
+    rows.append({"experiments": "one-step RMSE", "state": "all",
+                 "fit % (surrogate)": res["one_step_rmse_test"] if
+                 res["one_step_rmse_test"] is not None else res["one_step_rmse_data"]})
+    ctx.report.add_table(rows)
+    ctx.report.add_text(f"Free runs of {res['steps']} steps from each experiment's measured "
+                        "initial state, driven by its recorded inputs; fit % = 100 (1 - "
+                        "||y - yhat|| / ||y - mean(y)||) per state over all scored "
+                        "experiments (the compare convention); ARX = the least-squares linear "
+                        "model x+ = A x + B u + c on the same training experiments.")
+    msg = f"one-step rmse {res['one_step_rmse']:.3g}"
+    for part in ("heldout", "fresh"):
+        if res[part] is not None:
+            fits = ", ".join(f"{n} {f:.1f} %" for n, f in
+                             zip(names, res[part]["fit_percent_per_state"]))
+            med = ", ".join(f"{f:.1f}" for f in res[part]["fit_percent_median_per_state"])
+            msg += f"; {part} fit {fits} (median over experiments {med})"
+            if res[f"{part}_arx"] is not None:
+                msg += " (ARX " + ", ".join(f"{f:.1f}" for f in
+                                            res[f"{part}_arx"]["fit_percent_per_state"]) + ")"
+    ctx.log(msg)
+    if shown is not None and section.get("figures", True):
+        fig = compare_figure(shown[1], dt=net.meta.get("dt"))
+        save_png(fig, ctx.run_dir / "compare.png")
+        ctx.report.add_figure(fig, f"measured (solid) vs simulated (dashed) states and the "
+                                   f"inputs, {shown[0]} experiments")
+        ctx.artifacts["compare_png"] = ctx.run_dir / "compare.png"
