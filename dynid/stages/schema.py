@@ -129,7 +129,7 @@ def numbers(length=None, min_len=1) -> Check:
 
 def integers(min=None, min_len=1) -> Check:
     rng = _range_text(min, None, False, False)
-    return Check(f"a non-empty list of integers{' ' + rng if rng else ''}",
+    return Check(f"a {'non-empty ' if min_len else ''}list of integers{' ' + rng if rng else ''}",
                   lambda v, _: isinstance(v, list) and len(v) >= min_len
                   and all(_is_int(x) and _in_range(x, min, None, False, False) for x in v))
 
