@@ -439,4 +439,5 @@ def load_reach(path):
     return ds
 
 
-__all__ = ["reach", "reach_cell", "reach_cells", "reach_boxes", "cell_chunk", "final_box", "save_reach", "load_reach", "METHODS"]
+__all__ = ["reach", "reach_cell", "reach_cells", "reach_boxes", "cell_chunk", "final_box",
+           "save_reach", "load_reach", "METHODS"]

@@ -362,3 +362,60 @@ def test_refinement_stops_on_a_cell_count_not_the_clock():
         assert a[v].values.tobytes() == b[v].values.tobytes()
     with pytest.raises(ConfigError, match="max_cells"):
         refine(net, [-1, -1], [1, 1], 3, budget_s=None, max_cells=0)
+
+
+# ---------------------------------------------------------------------- closed-loop pipelines
+
+PENDULUM = REPO / "examples" / "pendulum_closed_loop.toml"
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("check_steps = 100", "check_steps = 0", r"\[controller\] check_steps must be an integer"),
+    ("hidden = [16, 16]", "hidden = [16, 0]", r"\[controller\] hidden must be a list of "
+                                              r"integers >= 1"),
+    ("fit_hi = [3.64, 2.0]", "fit_hi = [3.64]", r"\[controller\] fit_lo and fit_hi must have "
+                                                r"the same length"),
+    ("check_steps = 100", "check_steps = 100\ngain = 1", r"unknown key 'gain' in "
+                                                         r"\[controller\]"),
+    ('signal = "random_steps"', 'signal = "noise"', r"\[simulate\] signal must be one of"),
+    ("experiments = 300", "experiments = 0", r"\[simulate\] experiments must be an integer"),
+    ("seed = 0\n\n[train]", "seed = 0\nnoise_std = -1\n\n[train]",
+     r"\[simulate\] noise_std must be a number >= 0"),
+    ('"train", "evaluate", "controller"', '"controller"', r"\[controller\] needs a model: run "
+                                                          r"a train stage"),
+    ("partitions = 8", "partitions = 8\ncontroller = 3", r"\[reach\] controller must be a "
+                                                         r"table"),
+])
+def test_bad_closed_loop_config_is_refused_up_front(tmp_path, old, new, message):
+    """The [controller] table and the plant keys of [simulate] are checked before anything
+    runs, like every other table (the pendulum example, one key broken)."""
+    text = PENDULUM.read_text()
+    assert old in text
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=message):
+        run_pipeline(cfg, out_dir=tmp_path / "run", log=_quiet)
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_example_pipeline_is_valid():
+    pipelines = [p for p in (REPO / "examples").glob("*.toml") if "[run]" in p.read_text()]
+    assert len(pipelines) >= 2
+    for p in pipelines:
+        cfg = load_config(p)
+        assert "max_seconds" not in cfg.get("train", {}), p     # reproducible: no clock
+
+
+def test_reach_stage_key_covers_the_controller_it_uses(tmp_path):
+    """The reach stage reads the controller stage's file unless its table names a controller
+    or a plant: that file is in its content key, so a new controller redoes reach."""
+    from dynid.pipeline import _stage_inputs
+
+    class Ctx:
+        artifacts = {"model": tmp_path / "model.h5", "controller": tmp_path / "c.h5",
+                     "dataset": tmp_path / "data.nc"}
+
+    assert set(_stage_inputs("reach", {}, Ctx)) == {"model", "controller"}
+    assert set(_stage_inputs("reach", {"controller": {"gain": [1, 2]}}, Ctx)) == {"model"}
+    assert set(_stage_inputs("reach", {"plant": {"A": [[1]]}}, Ctx)) == {"model"}
+    assert set(_stage_inputs("controller", {}, Ctx)) == {"model"}
