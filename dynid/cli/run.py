@@ -7,7 +7,7 @@ import sys
 
 RUN_HELP = """\
 Run a pipeline: the stages listed in the [run] table of a TOML file, in order (simulate,
-train, evaluate, certify, prune, reach), each configured by its own table. Everything lands in
+train, evaluate, certify, prune, controller, reach), each configured by its own table. Everything lands in
 one folder (default runs/<name>): the dataset, the model, metrics, figures, summary.json and a
 self-contained report.html (both saved after every stage).
 
