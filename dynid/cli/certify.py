@@ -60,6 +60,10 @@ def register(subparsers) -> None:
     add_json_option(rad)
     rad.set_defaults(func=_radius)
 
+    from dynid.cli.box import register as register_box   # dynid certify box (max_box)
+
+    register_box(sub)
+
 
 def _box(net, args):
     if args.lo is None and args.hi is None:
