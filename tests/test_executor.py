@@ -219,3 +219,30 @@ def test_benchmarks_refuse_cuda_without_a_gpu(capsys):
         assert bench.main(["--device", "cuda"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--device cuda needs a CUDA GPU" in err[0]
+
+
+def _without_timings(cert: Certificate) -> dict:
+    d = cert.to_dict()
+    d.pop("seconds")
+    d["info"].pop("timings")
+    return d
+
+
+def test_max_box_points_identical_in_worker_processes():
+    """The largest-box study's per-point function (issue 14) as executor jobs: two worker
+    processes give the in-process boxes and certificates, bit for bit (but the timings)."""
+    from dynid.certify import keep_label
+    from dynid.certify.maxbox import max_box_job
+    from dynid.modelfile import load_model
+    from pathlib import Path
+
+    net = load_model(Path(__file__).resolve().parents[1] / "examples" / "voronoi_mlp.h5")
+    opts = {"spec": keep_label(), "domain": ([-1.0, -1.0], [1.0, 1.0]), "iterations": 60}
+    jobs = [(net, np.array(x), opts) for x in ([0.2, 0.7], [-0.3, -0.4], [0.5, -0.6])]
+    ref = Executor().map(max_box_job, jobs)
+    with Executor(workers=2) as ex:
+        got = ex.map(max_box_job, jobs)
+    assert [c.status for c in ref] == [Status.CERTIFIED] * 3
+    for a, b in zip(got, ref):
+        assert _without_timings(a) == _without_timings(b)
+        assert np.asarray(a.info["lo"]).tobytes() == np.asarray(b.info["lo"]).tobytes()

@@ -419,3 +419,47 @@ def test_reach_stage_key_covers_the_controller_it_uses(tmp_path):
     assert set(_stage_inputs("reach", {"controller": {"gain": [1, 2]}}, Ctx)) == {"model"}
     assert set(_stage_inputs("reach", {"plant": {"A": [[1]]}}, Ctx)) == {"model"}
     assert set(_stage_inputs("controller", {}, Ctx)) == {"model"}
+
+
+class _SlowClock:
+    """A stand-in for the time module whose clock runs 1000 s per reading: a machine so
+    loaded that any wall-clock budget fires at its first check."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def perf_counter(self):
+        self.t += 1000.0
+        return self.t
+
+
+def test_cell_pair_bounds_do_not_depend_on_the_clock(monkeypatch):
+    """Without a time limit the difference tightening of a cell-pair MIP has no wall clock
+    (it once stopped after 30 s, so a loaded machine got other bounds than an idle one, and
+    the worker processes of scale_bench other certificates than this process): on a clock
+    that races, the certificate is the same; with a time limit the clock may end the
+    tightening, and the certificate says so."""
+    import numpy as np
+
+    from dynid.certify import pairs
+    from dynid.certify.invertibility import noninvertibility
+    from tests.conftest import random_relunet
+
+    net = random_relunet(np.random.default_rng(5), [2, 5, 5, 2], scale=0.5)
+    box_x, box_y = ([-1.0, -1.0], [0.0, 0.0]), ([-0.2, -0.2], [1.0, 1.0])
+
+    def query(**kw):
+        c = noninvertibility(net, *box_x, query="invertible_on", y_box=box_y,
+                             solver="highs", threads=1, **kw)
+        d = c.to_dict()
+        d.pop("seconds")
+        d["info"].pop("tighten_seconds")
+        return d
+
+    ref = query()
+    assert ref["info"]["tighten_rounds"] >= 2 and "tighten_time_limit_hit" not in ref["info"]
+    monkeypatch.setattr(pairs, "time", _SlowClock())
+    assert query() == ref
+    limited = query(time_limit=1000.0)     # 300 s for the tightening: one reading spends it
+    assert limited["info"]["tighten_time_limit_hit"] is True
+    assert limited["info"]["tighten_rounds"] < ref["info"]["tighten_rounds"]

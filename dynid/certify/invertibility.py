@@ -335,6 +335,9 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
                                          symmetric=(ball is None and y_box is None), log=log)
                 info["tighten_rounds"] = db.info.get("tighten_rounds", 0)
                 info["tighten_seconds"] = db.info.get("tighten_seconds", 0.0)
+                if db.info.get("tighten_time_limit_hit"):
+                    # recorded: the bounds (not their soundness) then depend on the load
+                    info["tighten_time_limit_hit"] = True
             d_lo, d_hi = db.d_lo, db.d_hi
             lp_bound = _norm_from_box(d_lo, d_hi, p)
             d, dzs = add_copy_differences(model, net, (ex.x, ex.h), (ey.x, ey.h), bx, by, db)
@@ -414,7 +417,9 @@ def _stop_at(tol: float, p: float, n: int) -> float:
 
 
 def _tighten_budget(time_limit):
-    return 30.0 if time_limit is None else max(0.05, 0.3 * time_limit)
+    # no time limit: no wall clock either (the rounds bound the work), so the same query
+    # gives the same bounds on a busy or an idle machine, in any process (issue 16)
+    return None if time_limit is None else max(0.05, 0.3 * time_limit)
 
 
 def norm_name(p: float) -> str:
