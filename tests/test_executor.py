@@ -237,12 +237,12 @@ def test_max_box_points_identical_in_worker_processes():
     from pathlib import Path
 
     net = load_model(Path(__file__).resolve().parents[1] / "examples" / "voronoi_mlp.h5")
-    opts = {"spec": keep_label(), "domain": ([-1.0, -1.0], [1.0, 1.0]), "iterations": 60}
-    jobs = [(net, np.array(x), opts) for x in ([0.2, 0.7], [-0.3, -0.4], [0.5, -0.6])]
+    opts = {"spec": keep_label(), "domain": ([-1.0, -1.0], [1.0, 1.0]), "iterations": 40}
+    jobs = [(net, np.array(x), opts) for x in ([0.2, 0.7], [-0.3, -0.4])]
     ref = Executor().map(max_box_job, jobs)
     with Executor(workers=2) as ex:
         got = ex.map(max_box_job, jobs)
-    assert [c.status for c in ref] == [Status.CERTIFIED] * 3
+    assert [c.status for c in ref] == [Status.CERTIFIED] * 2
     for a, b in zip(got, ref):
         assert _without_timings(a) == _without_timings(b)
         assert np.asarray(a.info["lo"]).tobytes() == np.asarray(b.info["lo"]).tobytes()
