@@ -244,10 +244,46 @@ def config_from_dict(cfg: dict, net, defaults: dict, base: Path, source: str = "
                                 "refine", "refine_cells", "samples", "seed", "projections",
                                 "engine_opts")
             if k in cfg}
+    _check_values(opts, steps, lo, hi, net, specs)
     res = lambda p: None if p is None else (Path(p) if Path(p).is_absolute() else base / p)  # noqa
     return ReachConfig(net, np.asarray(lo, float), np.asarray(hi, float), int(steps), opts,
                        list(specs), res(cfg.get("out")), res(cfg.get("report")),
                        cfg.get("title", "Reachability report"), source)
+
+
+# the numeric keys of a reach config and their rule (dynid.options)
+_NUMBERS = {"window": ("positive", int), "refine": ("nonneg", float),
+            "samples": ("nonneg", int), "seed": ("nonneg", int)}
+_CHOICES = {"method": ("one-shot", "recursive", "hybrid"),
+            "engine": ("ibp", "crown", "lp-highs", "lp-splitting", "mip"),
+            "template": ("box", "octagon")}
+
+
+def _check_values(opts: dict, steps, lo, hi, net, specs) -> None:
+    """Types and ranges of the config values, before any work (one ConfigError line)."""
+    from dynid.options import check_number
+    from reach.specs import check_spec
+
+    check_number(steps, "steps", kind=int)
+    for key, (rule, kind) in _NUMBERS.items():
+        if key in opts:
+            opts[key] = check_number(opts[key], key, rule=rule, kind=kind)
+    for key, allowed in _CHOICES.items():
+        if key in opts and opts[key] not in allowed:
+            raise ConfigError(f"{key} = {opts[key]!r} is not one of {', '.join(allowed)}")
+    if "partitions" in opts:
+        p = opts["partitions"]
+        opts["partitions"] = ([check_number(v, "partitions", kind=int) for v in p]
+                              if isinstance(p, (list, tuple)) else
+                              check_number(p, "partitions", kind=int))
+    if "engine_opts" in opts and not isinstance(opts["engine_opts"], dict):
+        raise ConfigError("engine_opts must be a table of engine options")
+    for what, v in (("lo", lo), ("hi", hi)):
+        if not isinstance(v, (list, tuple, np.ndarray)) or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) for t in np.ravel(v)):
+            raise ConfigError(f"{what} must be a list of numbers, one per state")
+    for spec in specs:
+        check_spec(spec, net.n_in)
 
 
 @dataclass

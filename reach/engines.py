@@ -7,7 +7,7 @@ is a solver's dual / best bound, padded outward). Registered names:
 ========  ==================================================================================
 ibp       interval arithmetic, the output box mapped through C (cheapest, loosest)
 crown     CROWN backward linear bounds, intersected with the IBP output box
-lp-highs  exact optimum of the triangle LP relaxation by HiGHS (one LP per row and sense)
+lp-highs  the triangle LP relaxation by HiGHS (one LP per row and sense), float64 dual bounds
 lp-splitting  the same LP by the batched operator-splitting solver; its float64 dual bound
 mip       exact MIP bounds (the solver's best bound), for small networks
 ========  ==================================================================================
@@ -40,10 +40,41 @@ from dynid.relunet import ReLUNet, check_box
 
 ENGINES: dict[str, Callable] = {}
 
-# outward padding of LP optima that come from a primal solver (HiGHS): its feasibility and
-# optimality tolerances are 1e-7, so the optimum is trusted only up to a margin above them
+# kept for callers of the old names: LP bounds are float64 dual bounds now, never padded optima
 LP_REL_PAD = 1e-7
 LP_ABS_PAD = 1e-7
+
+
+# Defaults per engine, merged under the caller's ``engine_opts`` (:func:`engine_options`).
+# lp-splitting: the splitting+polish pipeline of docs/splitting.md -- intermediate bounds by
+# the polished layer dual alone (no ADMM: they need no primal point), the output LPs by ADMM
+# and polishing; it certifies gaps of ~1e-3 (README, splitting_bench). 300 ADMM iterations:
+# the bound comes from the polished dual, ADMM only adds a primal point (the gap estimate),
+# which reach does not report; pass max_iter=3000 for the README's certified-gap run.
+ENGINE_DEFAULTS = {
+    "lp-splitting": {"intermediate": "splitting",
+                     "intermediate_opts": {"max_iter": 0, "polish_steps": 500},
+                     "max_iter": 300, "polish_steps": 500},
+}
+
+
+def engine_options(engine: str, opts: dict | None = None) -> dict:
+    """The options an engine runs with: :data:`ENGINE_DEFAULTS` overridden by ``opts``
+    (``intermediate_opts`` merged key by key).
+
+    Example
+    -------
+    >>> engine_options("lp-splitting", {"polish_steps": 50})["polish_steps"]
+    50
+    >>> engine_options("lp-splitting")["intermediate"]
+    'splitting'
+    """
+    base = ENGINE_DEFAULTS.get(engine, {})
+    out = {**base, **(opts or {})}
+    if "intermediate_opts" in base or (opts and "intermediate_opts" in opts):
+        out["intermediate_opts"] = {**base.get("intermediate_opts", {}),
+                                    **((opts or {}).get("intermediate_opts") or {})}
+    return out
 
 
 def register_engine(name: str):
@@ -67,6 +98,27 @@ def get_engine(name: str) -> Callable:
         raise ConfigError(f"unknown reachability engine {name!r}: use one of "
                           f"{', '.join(list_engines())}")
     return ENGINES[name]
+
+
+# numeric engine options and their rule (dynid.options): checked before any work
+_NUMERIC = {"max_iter": ("nonneg", int), "polish_steps": ("nonneg", int), "tol": ("positive", float),
+            "polish_lr": ("positive", float), "time_limit": ("positive", float)}
+
+
+def check_engine_options(engine: str, opts: dict) -> None:
+    """Raise ConfigError for an engine option of the wrong type or range."""
+    from dynid.options import check_number
+
+    get_engine(engine)
+    for key, (rule, kind) in _NUMERIC.items():
+        if opts.get(key) is not None:
+            check_number(opts[key], f"engine option {key}", rule=rule, kind=kind)
+    inter = opts.get("intermediate_opts") or {}
+    if not isinstance(inter, dict):
+        raise ConfigError("engine option intermediate_opts must be a dict of options")
+    for key, (rule, kind) in _NUMERIC.items():
+        if inter.get(key) is not None:
+            check_number(inter[key], f"intermediate option {key}", rule=rule, kind=kind)
 
 
 def _check(net: ReLUNet, lo, hi, C):
@@ -99,6 +151,7 @@ def bound(net: ReLUNet, lo, hi, C, engine: str = "crown", **opts):
     True
     """
     lo, hi, C = _check(net, lo, hi, C)
+    check_engine_options(engine, opts)
     low, up = get_engine(engine)(net, lo, hi, C, **opts)
     low = np.asarray(low, dtype=np.float64).reshape(-1)
     up = np.asarray(up, dtype=np.float64).reshape(-1)
@@ -109,41 +162,39 @@ def bound(net: ReLUNet, lo, hi, C, engine: str = "crown", **opts):
 
 def intermediate(net: ReLUNet, lo, hi, method: str = "crown", **kw):
     """Pre-activation bounds of every layer (``dynid.bounds`` for ibp/crown, else
-    ``reach.intermediate.intermediate_bounds``)."""
+    ``reach.intermediate.intermediate_bounds`` with the options ``kw``: ``device``, and for
+    splitting ``max_iter``, ``polish_steps``, ``tol``, ...)."""
     from dynid import bounds as B
 
     if method == "ibp":
         return B.interval_bounds(net, lo, hi)
     if method == "crown":
         return B.crown_bounds(net, lo, hi, **{k: v for k, v in kw.items() if k == "device"})
-    try:
-        from reach.intermediate import intermediate_bounds
-    except ImportError as exc:  # pragma: no cover - depends on a sibling module
-        raise ConfigError(f"intermediate bounds {method!r} need reach.intermediate, which is "
-                          "not available; use 'ibp' or 'crown'") from exc
-    return intermediate_bounds(net, lo, hi, method=method)
+    from reach.intermediate import intermediate_bounds
+
+    return intermediate_bounds(net, lo, hi, method=method, **kw)
+
+
+def intermediate_for(net: ReLUNet, lo, hi, opts: dict):
+    """Intermediate bounds as an engine's options ask (``intermediate``,
+    ``intermediate_opts``, ``device``)."""
+    method = opts.get("intermediate", "crown")
+    kw = dict(opts.get("intermediate_opts") or {}) if method not in ("ibp", "crown") else {}
+    if "device" in opts:
+        kw["device"] = opts["device"]
+    return intermediate(net, lo, hi, method, **kw)
 
 
 def _box_through(C, out_lo, out_hi):
-    from dynid.bounds import pad_interval
+    from dynid.bounds.relaxation import affine_image
 
-    mid, rad = (out_lo + out_hi) / 2, (out_hi - out_lo) / 2
-    mag = np.abs(C) @ np.maximum(np.abs(out_lo), np.abs(out_hi))
-    return pad_interval(C @ mid - np.abs(C) @ rad, C @ mid + np.abs(C) @ rad, mag)
-
-
-def _pad_lp(low, up):
-    low = np.asarray(low, dtype=np.float64)
-    up = np.asarray(up, dtype=np.float64)
-    return (low - LP_ABS_PAD - LP_REL_PAD * np.abs(low),
-            up + LP_ABS_PAD + LP_REL_PAD * np.abs(up))
+    return affine_image(C, None, out_lo, out_hi)
 
 
 def _bounds_opt(net, lo, hi, opts):
     b = opts.get("bounds")
     if b is None:
-        b = intermediate(net, lo, hi, opts.get("intermediate", "crown"),
-                         device=opts.get("device", "cpu"))
+        b = intermediate_for(net, lo, hi, opts)
     return b
 
 
@@ -167,14 +218,15 @@ def crown_engine(net, lo, hi, C, **opts):
 
 @register_engine("lp-highs")
 def lp_highs_engine(net, lo, hi, C, **opts):
-    """Exact triangle-LP optimum by HiGHS (upper of C and of -C in one call), padded."""
+    """Triangle-LP bounds by HiGHS (upper of C and of -C in one call): the float64 dual
+    bounds of :class:`dynid.milp.lp.WarmLP`, exact to ~1e-9 and valid at any tolerance."""
     from reach.relaxation import triangle_lp_highs
 
     b = _bounds_opt(net, lo, hi, opts)
     m = C.shape[0]
     vals = np.asarray(triangle_lp_highs(net, lo, hi, b, np.vstack([C, -C]), sense="max"),
                       dtype=np.float64)
-    low, up = _pad_lp(-vals[m:], vals[:m])
+    low, up = -vals[m:], vals[:m]
     # an LP optimum never beats the box of the same intermediate bounds; intersecting keeps
     # the result inside IBP/CROWN whatever the LP solver's tolerances did
     blo, bhi = _box_through(C, b.output_lo, b.output_hi)
@@ -187,6 +239,7 @@ def lp_splitting_engine(net, lo, hi, C, **opts):
     iterate)."""
     from reach.splitting import SplittingSolver
 
+    opts = engine_options("lp-splitting", opts)
     b = _bounds_opt(net, lo, hi, opts)
     m = C.shape[0]
     kw = {k: opts[k] for k in ("device", "dtype") if k in opts}
@@ -209,4 +262,5 @@ def mip_engine(net, lo, hi, C, **opts):
     return np.asarray(low, dtype=np.float64), np.asarray(up, dtype=np.float64)
 
 
-__all__ = ["ENGINES", "bound", "get_engine", "list_engines", "register_engine", "intermediate"]
+__all__ = ["ENGINES", "ENGINE_DEFAULTS", "bound", "get_engine", "list_engines", "register_engine",
+           "intermediate", "intermediate_for", "engine_options", "check_engine_options"]

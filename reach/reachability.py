@@ -36,7 +36,7 @@ import numpy as np
 
 from dynid.errors import ConfigError, ShapeError
 from dynid.relunet import ReLUNet, check_box
-from reach.engines import bound, get_engine
+from reach.engines import bound, check_engine_options, get_engine
 from reach.templates import direction_labels, template_matrix
 
 METHODS = ("one-shot", "recursive", "hybrid")
@@ -135,23 +135,30 @@ def _prefix_bounds(full, net_j: ReLUNet):
 
 
 def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: int,
-               engine: str = "crown", unrolled=None, engine_opts=None, tick=None):
+               engine: str = "crown", unrolled=None, engine_opts=None, tick=None, extra=None):
     """Bounds of ``D x_k`` for k = 1..steps from one box ``[lo, hi]``.
 
     Intermediate bounds are computed once per window (on the deepest unrolling of the window)
     and shared by its steps: layer-by-layer methods give the same hidden-layer bounds for every
     prefix, so this is a saving, not a loosening.
 
+    ``extra = (lo, hi)`` is the box of further inputs of the unrolled nets (disturbances, see
+    :mod:`reach.disturbance`), appended to every anchor box.
+
     Returns ``(lower, upper, seconds)`` with shapes (steps, m), (steps, m), (steps,).
     """
-    from reach.engines import intermediate
+    def box(a, b):
+        return (a, b) if extra is None else (np.r_[a, extra[0]], np.r_[b, extra[1]])
+
+    from reach.engines import engine_options, intermediate_for
 
     n = step_net.n_in
     unrolled = unrolled or _unrolled_for(step_net)
-    opts = dict(engine_opts or {})
+    opts = engine_options(engine, engine_opts)
     reuse = (engine in _REUSES_BOUNDS and "bounds" not in opts
              and not step_net.relu[-1].any())
-    method = "ibp" if engine == "ibp" else opts.get("intermediate", "crown")
+    if engine == "ibp":
+        opts["intermediate"] = "ibp"
     lower = np.full((steps, D.shape[0]), np.nan)
     upper = np.full((steps, D.shape[0]), np.nan)
     secs = np.zeros(steps)
@@ -165,10 +172,9 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
         if reuse:
             if full is None:
                 deepest = unrolled(min(window, steps - anchor))
-                full = intermediate(deepest, a_lo, a_hi, method,
-                                    **({"device": opts["device"]} if "device" in opts else {}))
+                full = intermediate_for(deepest, *box(a_lo, a_hi), opts)
             kw["bounds"] = _prefix_bounds(full, net_j)
-        low, up = bound(net_j, a_lo, a_hi, D, engine=engine, **kw)
+        low, up = bound(net_j, *box(a_lo, a_hi), D, engine=engine, **kw)
         # keep every interval ordered: rounding in a degenerate box must not flip a bound
         up = np.maximum(up, low)
         lower[k - 1], upper[k - 1] = low, up
@@ -181,12 +187,20 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
 
 
 def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window: int,
-                engine: str = "crown", unrolled=None, engine_opts=None):
+                engine: str = "crown", unrolled=None, engine_opts=None, extra=None):
     """:func:`reach_cell` for many boxes (rows of ``LO``/``HI``): a list of
     ``(lower, upper, seconds)``, one per box. With the CROWN engine (CROWN intermediate bounds,
     CPU) all boxes go through one batched CROWN pass per window and per step
     (:func:`dynid.bounds.crown_bounds_many`): the same bounds, several times faster for many
-    small cells. Other engines bound the boxes one after the other."""
+    small cells. Other engines bound the boxes one after the other. ``extra``: as in
+    :func:`reach_cell`."""
+    def box(A, B):
+        if extra is None:
+            return A, B
+        k = A.shape[0]
+        return (np.hstack([A, np.tile(extra[0], (k, 1))]),
+                np.hstack([B, np.tile(extra[1], (k, 1))]))
+
     from dynid.bounds import crown_bounds_many, crown_output_many
 
     LO = np.atleast_2d(np.asarray(LO, dtype=np.float64))
@@ -197,7 +211,8 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
                and opts.get("intermediate", "crown") == "crown" and not step_net.relu[-1].any())
     if not batched or LO.shape[0] == 1:
         return [reach_cell(step_net, a, b, steps, D=D, window=window, engine=engine,
-                           unrolled=unrolled, engine_opts=engine_opts) for a, b in zip(LO, HI)]
+                           unrolled=unrolled, engine_opts=engine_opts, extra=extra)
+                for a, b in zip(LO, HI)]
     n, B, m = step_net.n_in, LO.shape[0], D.shape[0]
     dev = opts.get("device", "cpu")
     lower = np.full((B, steps, m), np.nan)
@@ -209,9 +224,9 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
         j = k - anchor
         net_j = unrolled(j)
         if full is None:
-            full = crown_bounds_many(unrolled(min(window, steps - anchor)), a_lo, a_hi,
+            full = crown_bounds_many(unrolled(min(window, steps - anchor)), *box(a_lo, a_hi),
                                      device=dev)
-        low, up = crown_output_many(net_j, a_lo, a_hi, D, device=dev,
+        low, up = crown_output_many(net_j, *box(a_lo, a_hi), D, device=dev,
                                     bounds=[_prefix_bounds(f, net_j) for f in full])
         up = np.maximum(up, low)
         lower[:, k - 1], upper[:, k - 1] = low, up
@@ -227,23 +242,31 @@ def cell_chunk(engine: str) -> int:
     return CELL_BATCH if engine == "crown" else 1
 
 
+def _cells_job(step_net, LO, HI, unrolled, **kw):
+    """One job of :func:`reach_boxes`: :func:`reach_cells` with ``unrolled`` passed on."""
+    return reach_cells(step_net, LO, HI, unrolled=unrolled, **kw)
+
+
 def reach_boxes(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window: int,
                 engine: str = "crown", engine_opts=None, executor=None, on_result=None,
-                desc: str = "reach cells"):
+                desc: str = "reach cells", unrolled=None, extra=None):
     """:func:`reach_cells` for many boxes, in jobs of :func:`cell_chunk` boxes run by
     ``executor`` (a :class:`dynid.executor.Executor`; default in-process). Returns one
     ``(lower, upper, seconds)`` per box, in box order; ``on_result(first_box, results)`` sees
-    each job's results as they arrive (so an interrupted run keeps them)."""
+    each job's results as they arrive (so an interrupted run keeps them). ``unrolled`` and
+    ``extra``: as in :func:`reach_cells` (a plant's disturbed unrolling; its content is in
+    ``extra`` and ``window``, so it is left out of the jobs' journal keys)."""
     from dynid.executor import resolve
+    from dynid.journal import Volatile
 
     LO = np.atleast_2d(np.asarray(LO, dtype=np.float64))
     HI = np.atleast_2d(np.asarray(HI, dtype=np.float64))
     chunk = cell_chunk(engine)
     starts = list(range(0, LO.shape[0], chunk))
-    jobs = [(step_net, LO[s:s + chunk], HI[s:s + chunk]) for s in starts]
+    jobs = [(step_net, LO[s:s + chunk], HI[s:s + chunk], Volatile(unrolled)) for s in starts]
     done = resolve(executor).map(
-        reach_cells, jobs, kwargs=dict(steps=int(steps), D=D, window=int(window),
-                                       engine=engine, engine_opts=engine_opts),
+        _cells_job, jobs, kwargs=dict(steps=int(steps), D=D, window=int(window),
+                                      engine=engine, engine_opts=engine_opts, extra=extra),
         desc=desc, on_result=None if on_result is None else
         (lambda k, res: on_result(starts[k], res)))
     return [r for res in done for r in res]
@@ -252,7 +275,7 @@ def reach_boxes(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
 def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
           engine: str = "crown", template="box", window: int | None = None,
           partitions=None, cells=None, progress=None, engine_opts: dict | None = None,
-          state_names=None, executor=None):
+          state_names=None, model_error=None, error_box=None, executor=None):
     """Sound per-step over-approximations of the states reachable from the box X0.
 
     Parameters
@@ -269,6 +292,10 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     progress : None, True (a tqdm bar) or a callable taking a message
     engine_opts : options passed to the engine (``intermediate``, ``solver``, ``time_limit``)
     state_names : names of the coordinates (default from ``step_net.meta['state_names']``)
+    model_error : None (sets of the surrogate), or a per-state bound e of the model error
+        (an array or a :class:`dynid.certify.model_error.ModelErrorBound`): sets of the plant,
+        see :mod:`reach.disturbance`; ``error_box`` = (lo, hi) where e holds (default: the
+        bound's box). ``attrs['about']`` says which.
     executor : a :class:`dynid.executor.Executor` that runs the cells (in jobs of
         :func:`cell_chunk` cells; default in-process): the sets do not depend on which
 
@@ -298,7 +325,7 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     steps = int(steps)
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
-    get_engine(engine)
+    check_engine_options(engine, dict(engine_opts or {}))
     w = _window(method, steps, window)
     lo, hi = check_box(step_net, x0_lo, x0_hi, "initial box")
     n = step_net.n_in
@@ -316,6 +343,12 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     lower = np.full((steps + 1, m, P), np.nan)
     upper = np.full((steps + 1, m, P), np.nan)
     seconds = np.zeros(steps + 1)
+    unrolled, plant, extra = None, None, None
+    if model_error is not None:        # the plant: F(x) + w, w in [-e, e] (reach.disturbance)
+        from reach.disturbance import PlantSetup
+
+        plant = PlantSetup(step_net, model_error, w, error_box)
+        unrolled, extra = plant.unrolled, plant.extra
     for c, (clo, chi) in enumerate(cells):
         lower[0, :, c], upper[0, :, c] = _support(D, clo, chi)
     tick = _progress(progress, P * steps, f"reach {method}/{engine}")
@@ -334,13 +367,17 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
         # cells in jobs (one batched CROWN pass per CELL_BATCH cells, else one cell a job)
         reach_boxes(step_net, [c[0] for c in cells], [c[1] for c in cells], steps, D=D,
                     window=w, engine=engine, engine_opts=engine_opts, executor=executor,
-                    on_result=store, desc=f"reach {engine}")
+                    on_result=store, desc=f"reach {engine}",
+                    unrolled=unrolled, extra=extra)
     except KeyboardInterrupt:
         complete = False
     finally:
         tick.close()
     total = time.perf_counter() - t_start
-    return _dataset(lower, upper, D, cells, names, seconds, attrs=dict(
+    about = {"about": "surrogate"}
+    if plant is not None:
+        lower, upper, about = plant.mark(lower, upper, D)
+    return _dataset(lower, upper, D, cells, names, seconds, attrs=dict(**about,
         method=method, engine=engine, window=w,
         template=template if isinstance(template, str) else "matrix",
         steps=steps, n_cells=P, seconds_total=total, complete=int(complete),

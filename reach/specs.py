@@ -224,6 +224,27 @@ class Verdict:
                          "witness": self.witness, "step": self.step})
 
 
+def spec_dim(spec) -> int:
+    """Number of states a spec talks about."""
+    if isinstance(spec, BoxSpec):
+        return spec.lo.size
+    if isinstance(spec, HalfSpaceSpec):
+        return spec.a.size
+    boxes = list(spec.avoid) + ([(spec.goal.lo, spec.goal.hi)] if spec.goal is not None else [])
+    sizes = {np.asarray(lo).size for lo, _ in boxes} | {np.asarray(hi).size for _, hi in boxes}
+    if len(sizes) != 1:
+        raise ShapeError(f"spec {spec.name!r} mixes boxes of sizes {sorted(sizes)}")
+    return sizes.pop()
+
+
+def check_spec(spec, n: int) -> None:
+    """Raise ShapeError unless ``spec`` is about ``n`` states (checked before any work)."""
+    d = spec_dim(spec)
+    if d != n:
+        raise ShapeError(f"spec {spec.name!r} has {d} values per state vector but the system "
+                         f"has {n} states; give one value per state")
+
+
 def _spec_steps(spec, ds):
     if isinstance(spec, ReachAvoidSpec):
         return _steps_of(spec.avoid_steps, ds)
@@ -251,6 +272,7 @@ def verdict(spec, ds, *, step_net=None, trajectories=None, search: bool = True,
     """
     from reach.falsify import gradient_points, simulate
 
+    check_spec(spec, int(ds.sizes["state"]))
     K = int(ds.step.values[-1])
     candidates = []
     if trajectories is not None:
@@ -303,4 +325,5 @@ def spec_from_dict(d: dict):
 
 
 __all__ = ["BoxSpec", "HalfSpaceSpec", "ReachAvoidSpec", "Verdict", "verdict", "spec_from_dict",
+           "check_spec", "spec_dim",
            "SAFE", "UNSAFE", "UNKNOWN"]

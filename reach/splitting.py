@@ -129,6 +129,23 @@ def project_elementwise(a, h, lo, up, diag, inactive, unstable):
     return out_a, out_h
 
 
+def _cholesky(k):
+    """Cholesky factor of the SPD matrix ``k = I + W'W``; when rounding has made it
+    numerically indefinite, of ``k`` plus a tiny multiple of I. An inexact factor only makes
+    the ADMM projection inexact: the dual bound is valid for any multipliers, so soundness
+    never depends on it."""
+    jitter = 0.0
+    scale = float(torch.diagonal(k).abs().max()) if k.numel() else 1.0
+    for _ in range(6):
+        factor, info = torch.linalg.cholesky_ex(
+            k + jitter * torch.eye(k.shape[0], dtype=k.dtype, device=k.device))
+        if int(info) == 0:
+            return factor
+        jitter = 1e-14 * scale if jitter == 0.0 else jitter * 100
+    vals, vecs = torch.linalg.eigh(k)
+    return torch.linalg.cholesky((vecs * vals.clamp_min(1.0)) @ vecs.T)
+
+
 class _Affine:
     """Projection onto the graph {(y, z): z = W y + b} with a float64 Cholesky factor of
     I + W^T W or I + W W^T (the smaller), cast to the iteration dtype."""
@@ -139,7 +156,7 @@ class _Affine:
         w64 = torch.tensor(w, dtype=torch.float64)
         k = (torch.eye(n_out, dtype=torch.float64) + w64 @ w64.T if self.dual_form
              else torch.eye(n_in, dtype=torch.float64) + w64.T @ w64)
-        self.chol = torch.linalg.cholesky(k).to(device=device, dtype=dtype)
+        self.chol = _cholesky(k).to(device=device, dtype=dtype)
         self.w = w64.to(device=device, dtype=dtype)
         self.b = torch.tensor(b, dtype=dtype, device=device)
 
@@ -216,6 +233,11 @@ class SplittingSolver:
         # so the scaling only affects speed, never soundness.
         self.d = [self._scale(self.p_lo64[0], self.p_hi64[0])]
         self.d += [self._scale(l, u) for l, u in zip(self.z_lo64, self.z_hi64)]
+        # a global floor too: a layer whose units are all (nearly) constant (zero weight rows,
+        # a box 1e-9 wide) must not blow its incoming weights up by 1e9 (I + W'W would lose
+        # its identity part in float64 and the Cholesky factorisation fail)
+        top = max(float(d.max(initial=0.0)) for d in self.d)
+        self.d = [np.maximum(d, 1e-6 * max(top, 1e-300)) for d in self.d]
         self.affine = [_Affine(w * self.d[i][None, :] / self.d[i + 1][:, None],
                                b / self.d[i + 1], dev, dt)
                        for i, (w, b) in enumerate(zip(net.weights, net.biases))]

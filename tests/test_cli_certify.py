@@ -54,8 +54,10 @@ def test_bad_input_exit_2(neg_abs_file, tmp_path, capsys):
                  "--hi", "1", "1"]) == 2
     assert "error" in capsys.readouterr().err
     assert main(["certify", "invertibility", str(tmp_path / "missing.h5")]) == 2
-    assert main(["certify", "radius", str(neg_abs_file), "--at", "0.1", "0.2", "0.3",
-                 "--mode", "ball", "--r-max", "-1"]) == 2
+    with pytest.raises(SystemExit) as exc:   # refused by argparse, before any work
+        main(["certify", "radius", str(neg_abs_file), "--at", "0.1", "0.2", "0.3",
+              "--mode", "ball", "--r-max", "-1"])
+    assert exc.value.code == 2
     with pytest.raises(SystemExit) as exc:
         main(["certify", "invertibility", str(neg_abs_file), "--norm", "3"])
     assert exc.value.code == 2

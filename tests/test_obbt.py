@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from dynid.bounds import crown_bounds, interval_bounds
-from dynid.bounds.obbt import obbt_bounds
+from dynid.certify.obbt import obbt_bounds
 from dynid.certify.lp import RowLP
 from tests.conftest import random_relunet
 

@@ -139,8 +139,9 @@ def test_cli_prune_roundtrip(tmp_path):
     out = load_model(tmp_path / "b.h5")
     assert out.meta["pruned"]["method"] == "structured"
     assert sum(int(r["units_alive"]) for r in sparsity_report(out)[:-2]) == 8
-    assert main(["prune", str(tmp_path / "a.h5"), "--sparsity", "2",
-                 "--out", str(tmp_path / "c.h5")]) == 2
+    with pytest.raises(SystemExit) as exc:   # refused by the option's type, before any work
+        main(["prune", str(tmp_path / "a.h5"), "--sparsity", "2", "--out", str(tmp_path / "c.h5")])
+    assert exc.value.code == 2
     assert not (tmp_path / "c.h5").exists()
 
 

@@ -104,7 +104,7 @@ def test_engine_nesting(seed):
         res["mip"] = bound(net, lo, hi, C, engine="mip")
     if HAVE_SPLIT:
         res["lp-splitting"] = bound(net, lo, hi, C, engine="lp-splitting", bounds=B,
-                                    max_iter=200)
+                                    max_iter=200, polish_steps=0)
     x = lo + (hi - lo) * rng.random((20000, 2))
     y = net.forward(x) @ C.T
     s_lo, s_hi = y.min(axis=0), y.max(axis=0)

@@ -207,8 +207,10 @@ def test_cli_reach(tmp_path, capsys):
                  "--steps", "2", "--engine", "crown", "--samples", "300", "--device", "cpu",
                  "--partitions", "2", "--json", str(out_cpu)]) == 0
     assert np.allclose(json.loads(out_cpu.read_text())["final_box"]["lo"], lo2, atol=1e-6)
-    assert main(["reach", str(tmp_path / "step.h5"), "--lo", "1", "-1", "--hi", "2", "0.5",
-                 "--steps", "2", "--device", "tpu"]) == 2
+    with pytest.raises(SystemExit) as exc:   # refused by the option's type, before any work
+        main(["reach", str(tmp_path / "step.h5"), "--lo", "1", "-1", "--hi", "2", "0.5",
+              "--steps", "2", "--device", "tpu"])
+    assert exc.value.code == 2
 
 
 def test_pipeline_stage(tmp_path):

@@ -3,7 +3,8 @@
 - :func:`interval_bounds` - interval arithmetic (IBP), cheap and loose.
 - :func:`crown_bounds` - CROWN backward linear bounds, batched in torch, intersected with IBP.
 - :func:`crown_output` - CROWN bounds of ``C @ F(x)`` for many objective rows at once.
-- :func:`dynid.bounds.obbt.obbt_bounds` - optimisation-based tightening (LP / MILP).
+- :func:`dynid.certify.obbt.obbt_bounds` - optimisation-based tightening (LP / MILP; it
+  solves the encodings, so it lives in certify).
 
 Every bound is padded outward so that it stays valid under float64 rounding.
 """

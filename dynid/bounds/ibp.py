@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynid.bounds.core import Bounds, pad_interval
+from dynid.bounds.core import Bounds
 from dynid.relunet import ReLUNet, check_box
 
 
@@ -21,13 +21,10 @@ def interval_bounds(net: ReLUNet, lo, hi) -> Bounds:
     lo, hi = check_box(net, lo, hi)
     h_lo, h_hi = lo, hi
     lowers, uppers = [], []
+    from dynid.bounds.relaxation import affine_image
+
     for w, b, m in zip(net.weights, net.biases, net.relu):
-        mid = (h_lo + h_hi) / 2
-        rad = (h_hi - h_lo) / 2
-        z_mid = w @ mid + b
-        z_rad = np.abs(w) @ rad
-        mag = np.abs(w) @ np.maximum(np.abs(h_lo), np.abs(h_hi)) + np.abs(b)
-        z_lo, z_hi = pad_interval(z_mid - z_rad, z_mid + z_rad, mag)
+        z_lo, z_hi = affine_image(w, b, h_lo, h_hi)
         lowers.append(z_lo)
         uppers.append(z_hi)
         h_lo = np.where(m, np.maximum(z_lo, 0.0), z_lo)

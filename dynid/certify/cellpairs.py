@@ -36,8 +36,10 @@ def _pair_job(net, box_x, box_y, budget, kw):
         left = max(left / share, 0.1)
     kw = dict(kw)
     kw.setdefault("threads", job_threads())
-    return noninvertibility(net, *box_x, query="invertible_on", y_box=box_y, time_limit=left,
-                            **kw)
+    c = noninvertibility(net, *box_x, query="invertible_on", y_box=box_y, time_limit=left, **kw)
+    if c.info.get("solver_status") == "interrupted":
+        raise KeyboardInterrupt     # Ctrl-C in the solver: not a result (and not journaled)
+    return c
 
 
 def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
@@ -76,7 +78,11 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
             "pairs_total": len(boxes) * (len(boxes) + 1) // 2,
             "pairs_screened_by_bounds": screened, "pairs_solved": 0, "pairs_unknown": 0,
             "pairs_time_limited": 0, "feasibility": FEASIBILITY_NOTE}
-    box_bound = _norm_from_box(lo - hi, hi - lo, p)    # the trivial bound: the box's diameter
+
+    def pair_bound(i, j):
+        """Largest ||x - y|| with x in cell i, y in cell j: what an unsolved pair may hold."""
+        return _norm_from_box(boxes[i][0] - boxes[j][1], boxes[i][1] - boxes[j][0], p)
+
     bound, solvers, size = 0.0, set(), {}
     worst = None
     # each remaining pair is one job; a time budget becomes a deadline every job checks
@@ -94,10 +100,10 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
     done = resolve(executor).map(_pair_job, jobs, desc="cell pairs", on_result=report,
                                  stop=lambda c: c is not None
                                  and c.status is Status.COUNTEREXAMPLE)
-    for c in done:   # in pair order, whichever executor ran them
+    for n_done, c in enumerate(done):   # in pair order, whichever executor ran them
         if c is None:    # the budget was spent before this pair started
             info["pairs_unknown"] += 1
-            bound = max(bound, box_bound)
+            bound = max(bound, pair_bound(*pairs[n_done]))
             info["note"] = "time budget spent before every cell pair was solved"
             continue
         info["pairs_solved"] += 1
@@ -112,8 +118,11 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
         if c.witness is not None and (worst is None or c.value > worst.value):
             worst = c
         if c.status is Status.COUNTEREXAMPLE:
-            # a confirmed witness answers the question: stop; the bound stays the box's own
-            bound = max(bound, box_bound)
+            # a confirmed witness answers the question: stop; the pairs not solved keep the
+            # bound of their own cells (the largest distance between them)
+            rest = pairs[n_done + 1:]
+            bound = max([bound] + [pair_bound(a, b) for a, b in rest])
+            info["pairs_unsolved"] = len(rest)
             info["note"] = "stopped at the first cell pair with a confirmed witness"
     value = worst.value if worst is not None else 0.0
     witness = worst.witness if worst is not None else None

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynid.errors import ConfigError, ShapeError
+from dynid.milp.tolerances import tight_options
 from dynid.relunet import ReLUNet
 
 METHODS = ("bigm", "naive")
@@ -143,6 +144,65 @@ def _add_relu_rows(model, z, h, t, l, u) -> None:
                    np.full(k, -np.inf), np.zeros(k))
 
 
+def encoding_sensitivity(net: ReLUNet, bounds, c, *, method: str = "bigm") -> float:
+    """``sum_i |y_i| (1 + scale_i)`` over the rows of one :func:`encode_relunet` copy, for
+    the objective ``c @ out``: the ``sensitivity`` that :func:`dynid.milp.bound_pad` needs.
+
+    A row of unit k (its definition ``z_k = W_k h + b_k`` and, when it has a binary, its three
+    big-M rows) shifted by ``r`` moves ``h_k`` by at most ``|r|`` (relu is 1-Lipschitz), hence
+    the objective by at most ``S_k |r|`` with the path sensitivity ``S = |c| |W_L| ... |W_{i+1}|``;
+    so ``S_k`` bounds the multiplier of each of those rows. Input bounds weigh ``S_in``.
+
+    Example
+    -------
+    >>> from dynid.relunet import linear
+    >>> from dynid.bounds import interval_bounds
+    >>> net = linear([[2.0, 0.0]])
+    >>> encoding_sensitivity(net, interval_bounds(net, [0, 0], [1, 1]), [1.0]) > 3.0
+    True
+    """
+    v = np.abs(np.asarray(c, dtype=np.float64).reshape(-1))
+    total = 0.0
+    for i in range(net.n_layers - 1, -1, -1):
+        w, b, relu = net.weights[i], net.biases[i], net.relu[i]
+        lo, hi = np.asarray(bounds.lower[i]), np.asarray(bounds.upper[i])
+        if i == 0:
+            plo, phi = np.asarray(bounds.input_lo), np.asarray(bounds.input_hi)
+        else:
+            plo, phi = bounds.post_bounds(i - 1)
+        big = np.maximum(np.abs(lo), np.abs(hi))
+        scale_z = np.abs(w) @ np.maximum(np.abs(plo), np.abs(phi)) + np.abs(b) + big
+        rows = 1.0 + scale_z
+        binary = relu if method == "naive" else relu & (lo < 0) & (hi > 0)
+        rows = rows + np.where(binary, 3.0 + 5.0 * big, 0.0) + np.where(relu, 1.0 + big, 0.0)
+        total += float(v @ rows)
+        v = np.abs(w).T @ v
+    x_mag = np.maximum(np.abs(bounds.input_lo), np.abs(bounds.input_hi))
+    return total + float(v @ (1.0 + x_mag))
+
+
+def objective_scale(net: ReLUNet, c) -> float:
+    """The largest path sensitivity ``|c| |W_L| ... |W_{i+1}|`` of the objective ``c @ out``
+    to any unit (a power of two, 1 when there is none). Dividing the objective by it gives the
+    rows' multipliers size about 1, so the solver's absolute optimality tolerance stays
+    relative to them (it matters for outputs at the 1e-6 .. 1e-8 scale).
+
+    Example
+    -------
+    >>> from dynid.relunet import linear
+    >>> objective_scale(linear([[1e-8, 0.0]]), [1.0])
+    1.0
+    """
+    v = np.abs(np.asarray(c, dtype=np.float64).reshape(-1))
+    top = 0.0
+    for i in range(net.n_layers - 1, 0, -1):
+        v = np.abs(net.weights[i]).T @ v
+        top = max(top, float(v.max()) if v.size else 0.0)
+    if not (top > 0 and np.isfinite(top)):
+        return 1.0
+    return float(2.0 ** np.round(np.log2(top)))
+
+
 def fixed_input_check(net: ReLUNet, x, *, method: str = "bigm", solver: str = "auto"):
     """Encode ``net`` on the degenerate box {x} and return the solver's output values.
 
@@ -162,35 +222,14 @@ def fixed_input_check(net: ReLUNet, x, *, method: str = "bigm", solver: str = "a
 # Tight feasibility tolerances per backend: with exact output equality, a default integrality
 # tolerance (1e-5) times a big-M of tens lets a ReLU be off by ~1e-4, enough to fake a pair of
 # points 1e-4 apart with "equal" outputs. The float64 re-check catches such pairs; tighter
-# tolerances keep the solver from returning them in the first place.
-TIGHT_OPTIONS = {
-    "gurobi": {"IntFeasTol": 1e-9, "FeasibilityTol": 1e-9},
-    "highs": {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9},
-    "scip": {"numerics/feastol": 1e-9},
-}
+# tolerances keep the solver from returning them in the first place. (Kept for callers of the
+# old name: the table now lives in dynid.milp.tolerances.)
+TIGHT_OPTIONS = {name: tight_options(name) for name in ("gurobi", "highs", "scip")}
 
 
 def solve_tight(model, solver: str = "auto", **kw):
-    """:func:`dynid.milp.solve` with tight feasibility tolerances for whichever backend answers
-    (``auto`` keeps its Gurobi-then-fallback order)."""
-    from dynid.errors import SolverError
-    from dynid.milp import available_solvers, solve
+    """:func:`dynid.milp.solve` with tight tolerances for whichever backend answers
+    (``solve(..., tolerances="tight")``)."""
+    from dynid.milp import solve
 
-    if solver != "auto":
-        return solve(model, solver, options=TIGHT_OPTIONS.get(solver), **kw)
-    avail = available_solvers()
-    why = "gurobi not installed"
-    if "gurobi" in avail:
-        try:
-            return solve(model, "gurobi", options=TIGHT_OPTIONS["gurobi"], **kw)
-        except SolverError as exc:
-            why = f"gurobi refused ({exc})"
-    order = ["scip"] if model.is_quadratic else ["highs", "scip"]
-    for name in order:
-        if name in avail:
-            res = solve(model, name, options=TIGHT_OPTIONS[name], **kw)
-            note = f"{why}: used {name}"
-            from dataclasses import replace
-
-            return replace(res, message="; ".join(s for s in (note, res.message) if s))
-    raise SolverError(f"no solver can take this model ({why})")
+    return solve(model, solver, tolerances="tight", **kw)

@@ -181,6 +181,7 @@ class _Built:
     d_lo: np.ndarray
     d_hi: np.ndarray
     binaries: int
+    copies: tuple = ()      # ((net, bounds), ...) of the encoded networks
 
 
 def build_shared_input(f1: ReLUNet, f2: ReLUNet, lo, hi, method: str = "ours") -> _Built:
@@ -223,17 +224,13 @@ def build_shared_input(f1: ReLUNet, f2: ReLUNet, lo, hi, method: str = "ours") -
     model.add_rows(np.concatenate([d, e1.out, e2.out]), sp.hstack([eye, -eye, eye], format="csr"),
                    np.zeros(n), np.zeros(n))
     return _Built(model, e1.x, d, np.asarray(d_lo, float), np.asarray(d_hi, float),
-                  e1.n_binaries + e2.n_binaries)
+                  e1.n_binaries + e2.n_binaries, ((f1, b1), (f2, b2)))
 
 
 def _remaining(deadline):
     if deadline is None:
         return None
     return max(deadline - time.perf_counter(), 0.01)
-
-
-def _pad(bound: float) -> float:
-    return bound + ABS_TOL + REL_TOL * abs(bound)
 
 
 def _witness(built: _Built, res, lo, hi):
@@ -393,8 +390,8 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
     import heapq
 
     from dynid.bounds import crown_bounds_many, crown_output_many
-    from dynid.certify.encode import encode_relunet
-    from dynid.milp import SparseModel, solve
+    from dynid.certify.encode import encode_relunet, encoding_sensitivity, objective_scale
+    from dynid.milp import SparseModel, padded_bound, solve, stop_if_interrupted
 
     dnet = merge_duplicate_units(difference(f1, f2))
     C = _directions(f1.n_out, p)
@@ -459,9 +456,11 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
             for r in np.flatnonzero(ups > best_val + tol()):
                 m = SparseModel("equivalence-cell")
                 enc = encode_relunet(m, dnet, b, method="bigm")
-                m.set_objective(enc.out, C[r], sense="max")
+                sc = objective_scale(dnet, C[r])   # multipliers about 1 (absolute tolerances)
+                m.set_objective(enc.out, C[r] / sc, sense="max")
                 m.set_start(enc.x, xc)
-                res = solve(m, time_limit=_remaining(deadline), **opts)
+                res = solve(m, time_limit=_remaining(deadline), tolerances="tight", **opts)
+                stop_if_interrupted(res)
                 solvers.add(res.solver)
                 sz = m.size()
                 stats["mips"] += 1
@@ -469,7 +468,8 @@ def _solve_split(f1, f2, lo, hi, p, best_x, best_val, deadline, opts, info, mip_
                 for key in ("variables", "binaries", "constraints"):
                     stats[key] = max(stats[key], sz[key])
                 if res.status == "optimal" and res.bound is not None and math.isfinite(res.bound):
-                    rb = min(_pad(float(res.bound)), float(ups[r]))
+                    rb = min(sc * padded_bound(m, res, encoding_sensitivity(dnet, b, C[r] / sc)),
+                             float(ups[r]))
                 else:
                     rb = float(ups[r])
                     if res.status in ("time_limit", "interrupted"):
@@ -505,8 +505,20 @@ def _norm_name(p: float) -> str:
     return "inf" if math.isinf(p) else str(int(p))
 
 
+def _shared_sensitivity(built, model, c_out) -> float:
+    """Multiplier bound of the shared-input model for an objective ``c_out @ d``: both
+    networks' rows (path sensitivities) plus every row weighted by |c|_inf (the coupling and
+    difference rows, whose multipliers the networks do not bound)."""
+    from dynid.certify.encode import encoding_sensitivity
+    from dynid.milp.tolerances import row_scales
+
+    c_out = np.abs(np.asarray(c_out, float))
+    s = sum(encoding_sensitivity(f, b, c_out) for f, b in built.copies)
+    return s + float(np.max(c_out)) * float(np.sum(1.0 + row_scales(model)))
+
+
 def _solve_linf(f1, f2, built, lo, hi, method, best_x, best_val, deadline, opts, info):
-    from dynid.milp import solve
+    from dynid.milp import padded_bound, solve, stop_if_interrupted
 
     n = f1.n_out
     dirs = [(j, s) for j in range(n) for s in (1.0, -1.0)]
@@ -533,14 +545,18 @@ def _solve_linf(f1, f2, built, lo, hi, method, best_x, best_val, deadline, opts,
             m2 = _with_cutoff(model, built.d[j], s, best_val)
         else:
             m2 = model
-        res = solve(m2, time_limit=_remaining(deadline), **opts)
+        res = solve(m2, time_limit=_remaining(deadline), tolerances="tight", **opts)
+        stop_if_interrupted(res)
         solvers.add(res.solver)
         rec.update(status=res.status, seconds=res.seconds, solver=res.solver)
         if res.status == "infeasible" and cut_row is not None:
             dir_bound = cut_row
         elif res.status in ("optimal", "time_limit", "interrupted") and res.bound is not None \
                 and math.isfinite(res.bound):
-            dir_bound = min(_pad(float(res.bound)), float(ub[(j, s)]))
+            e = np.zeros(n)
+            e[j] = s
+            dir_bound = min(padded_bound(m2, res, _shared_sensitivity(built, m2, e)),
+                            float(ub[(j, s)]))
         else:
             dir_bound = float(ub[(j, s)])
             if res.status not in ("time_limit", "interrupted"):
@@ -571,7 +587,7 @@ def _with_cutoff(model, d_idx, sign, value):
 
 
 def _solve_l1_l2(f1, f2, built, lo, hi, p, best_x, best_val, deadline, opts, info):
-    from dynid.milp import solve
+    from dynid.milp import padded_bound, solve, stop_if_interrupted
 
     import scipy.sparse as sp
 
@@ -598,14 +614,16 @@ def _solve_l1_l2(f1, f2, built, lo, hi, p, best_x, best_val, deadline, opts, inf
         info["formulation"] = "one nonconvex MIQP: max ||d||_2^2"
         prebound = float(np.sqrt((np.maximum(np.abs(d_lo), np.abs(d_hi)) ** 2).sum()))
     model.set_start(built.x, best_x)
-    res = solve(model, time_limit=_remaining(deadline), **opts)
+    res = solve(model, time_limit=_remaining(deadline), tolerances="tight", **opts)
+    stop_if_interrupted(res)
     rec = {"status": res.status, "seconds": res.seconds, "solver": res.solver,
            "prebound": prebound}
     if res.status in ("optimal", "time_limit", "interrupted") and res.bound is not None \
             and math.isfinite(res.bound):
-        raw = float(res.bound)
-        b = math.sqrt(max(raw, 0.0)) if p == 2.0 else raw
-        bound = min(_pad(b), prebound)
+        # the objective's gradient in d: ones (L1) or 2 d (L2, |d| <= its box)
+        grad = np.ones(n) if p == 1.0 else 2.0 * np.maximum(np.abs(d_lo), np.abs(d_hi))
+        raw = padded_bound(model, res, _shared_sensitivity(built, model, grad))
+        bound = min(math.sqrt(max(raw, 0.0)) if p == 2.0 else raw, prebound)
     else:
         bound = prebound
         rec["message"] = res.message

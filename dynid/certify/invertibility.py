@@ -40,8 +40,8 @@ from dynid.relunet import ReLUNet, check_box, compose, linear
 from dynid.results import Certificate, Status
 
 METHODS = ("ours", "naive")
-FEASIBILITY_NOTE = ("output equality holds up to the solver's feasibility tolerance "
-                    "(Gurobi/HiGHS/SCIP default about 1e-6 absolute per row)")
+FEASIBILITY_NOTE = ("solved with tight solver tolerances (1e-9) and the bound padded for "
+                    "them; output equality is exact up to those tolerances on the coupling rows")
 
 
 def _as_identity_output(net: ReLUNet) -> ReLUNet:
@@ -257,7 +257,7 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
     >>> noninvertibility(linear(np.eye(2)), [0, 0], [1, 1]).status.value
     'certified'
     """
-    from dynid.milp import SparseModel, solve
+    from dynid.milp import SparseModel, padded_bound, solve
 
     t0 = time.perf_counter()
     p, q = parse_norm(norm), parse_norm(out_norm)
@@ -360,11 +360,15 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
     size = model.size()
     left = None if time_limit is None else max(0.1, time_limit - (time.perf_counter() - t0))
     res = solve(model, solver=solver, time_limit=left, threads=threads, mip_gap=mip_gap,
-                mip_gap_abs=tol / 10 if math.isinf(p) or p == 1.0 else (tol / 10) ** 2, log=log)
+                mip_gap_abs=tol / 10 if math.isinf(p) or p == 1.0 else (tol / 10) ** 2, log=log,
+                tolerances="tight")
     info["solver_status"] = res.status
+    info["tolerances"] = res.info.get("tolerances")
     if res.message:
         info["solver_message"] = res.message
-    bound = min(to_dist(res.bound), lp_bound) if res.status != "error" else lp_bound
+    # the best bound, padded for what the solver's tolerances can move it (dynid.milp)
+    bound = min(to_dist(padded_bound(model, res)), lp_bound) if res.status != "error" \
+        else lp_bound
     if res.status == "infeasible":
         if y_box is not None and np.any(np.maximum(lo, lo_y) > np.minimum(hi, hi_y)):
             bound = 0.0   # disjoint boxes: no pair with equal outputs (the solver's proof)

@@ -210,7 +210,7 @@ def is_function_of(f1: ReLUNet, f2: ReLUNet, lo, hi, *, tol: float = 1e-5,
     """
     from dynid.bounds import crown_bounds, interval_bounds
     from dynid.certify.encode import encode_relunet
-    from dynid.milp import SparseModel, solve
+    from dynid.milp import SparseModel, padded_bound, solve, stop_if_interrupted
 
     t0 = time.perf_counter()
     if f1.n_in != f2.n_in:
@@ -236,12 +236,14 @@ def is_function_of(f1: ReLUNet, f2: ReLUNet, lo, hi, *, tol: float = 1e-5,
     for j in range(f2.n_out):
         model.set_objective([ex.out[m1 + j], ey.out[m1 + j]], [1.0, -1.0], sense="max")
         remaining = None if deadline is None else max(deadline - time.perf_counter(), 0.05)
-        res = solve(model, solver, time_limit=remaining, mip_gap=mip_gap, log=log)
+        res = solve(model, solver, time_limit=remaining, mip_gap=mip_gap, log=log,
+                    tolerances="tight")
+        stop_if_interrupted(res)
         solvers.add(res.solver)
         hi_j = float(bnd.output_hi[m1 + j] - bnd.output_lo[m1 + j])
         if res.status in ("optimal", "time_limit", "interrupted") and res.bound is not None \
                 and math.isfinite(res.bound):
-            bj = min(float(res.bound) + 1e-9 * (1 + abs(res.bound)), hi_j)
+            bj = min(padded_bound(model, res), hi_j)   # padded for the tolerances
         else:
             bj = hi_j
         if res.status != "optimal":

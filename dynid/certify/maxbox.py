@@ -41,14 +41,16 @@ import numpy as np
 
 from dynid.certify.maxbox_relax import RELAXATIONS, BoxRelaxation
 from dynid.errors import ConfigError, ShapeError
+from dynid.options import check_number
 from dynid.relunet import ReLUNet, check_box
 from dynid.results import Certificate, Status
 
 MODES = ("nonuniform", "uniform")
 CONFIRM = ("auto", "mip", "none")
+# sizes beyond these are refused (a typo, not a request)
+MAX_STEPS, MAX_ITERATIONS = 1000, 100_000
 SHRINK = 0.99          # the paper's shrink factor
 MAX_SHRINKS = 1000     # ... and its limit
-MIP_TOL = 1e-6         # margin below c a MIP best bound must keep (solver feasibility tolerance)
 
 
 # ---------------------------------------------------------------------- specifications
@@ -141,36 +143,41 @@ def mip_check(net: ReLUNet, lo, hi, spec: OutputSpec, rows=None, *, solver="auto
               time_limit=None, threads=None) -> dict:
     """Exact check of the spec rows ``rows`` (default all) over [lo, hi] by MIP.
 
-    One MIP per row maximises ``H_j F(x)``; a row is proven when the solver's best bound is
-    below ``c_j`` by :data:`MIP_TOL` (relative to ``max(1, |c_j|)``), which covers the
-    solver's feasibility tolerance. An incumbent that violates the row in a float64 forward
+    One MIP per row maximises ``H_j F(x)`` (solved with tight tolerances, the objective
+    scaled as in :func:`dynid.certify.optimize.output_range`); a row is proven when the
+    solver's best bound, padded for what the tolerances can move it
+    (:func:`dynid.milp.padded_bound`), is at most ``c_j``. An incumbent that violates the row in a float64 forward
     pass is a witness. Returns ``{"proven", "row_proven", "witness", "bounds", "solver",
     "status", "seconds", "size"}``; it stops at the first witness.
     """
     from dynid.bounds import crown_bounds
-    from dynid.certify.encode import encode_relunet
-    from dynid.milp import SparseModel, solve
+    from dynid.certify.encode import encode_relunet, encoding_sensitivity, objective_scale
+    from dynid.milp import SparseModel, padded_bound, solve, stop_if_interrupted
 
     t0 = time.perf_counter()
     lo, hi = check_box(net, lo, hi)
     rows = range(spec.H.shape[0]) if rows is None else list(rows)
     model = SparseModel()
-    enc = encode_relunet(model, net, crown_bounds(net, lo, hi))
+    b = crown_bounds(net, lo, hi)
+    enc = encode_relunet(model, net, b)
     out = {"proven": True, "witness": None, "bounds": {}, "row_proven": {}, "solver": "",
            "status": "optimal", "seconds": 0.0, "size": model.size()}
     per = None if time_limit is None else max(time_limit / max(len(rows), 1), 1e-3)
     for j in rows:
-        model.set_objective(enc.out, spec.H[j], sense="max")
-        res = solve(model, solver=solver, time_limit=per, threads=threads, mip_gap=1e-6)
+        s = objective_scale(net, spec.H[j])
+        model.set_objective(enc.out, spec.H[j] / s, sense="max")
+        res = solve(model, solver=solver, time_limit=per, threads=threads, mip_gap=1e-6,
+                    tolerances="tight")
+        stop_if_interrupted(res)
         out["solver"] = res.solver
-        out["bounds"][int(j)] = float(res.bound)
-        tol = MIP_TOL * max(1.0, abs(float(spec.c[j])))
+        bound = s * padded_bound(model, res, encoding_sensitivity(net, b, spec.H[j] / s))
+        out["bounds"][int(j)] = float(bound)
         if res.x is not None:
             x = np.clip(np.asarray(res.x)[enc.x], lo, hi)
             if not spec.holds(net.forward(x))[0]:
                 out.update(proven=False, witness=x)
                 break
-        out["row_proven"][int(j)] = bool(res.bound <= spec.c[j] - tol)
+        out["row_proven"][int(j)] = bool(bound <= spec.c[j])
         if not out["row_proven"][int(j)]:
             out["proven"] = False
             if res.status != "optimal":
@@ -606,27 +613,9 @@ def _public(res: dict) -> dict:
     return {k: (v.value if isinstance(v, Status) else v) for k, v in res.items() if k in keep}
 
 
-def _int_option(name: str, val, lo: int, hi: int) -> int:
-    """An integer in lo..hi (an integral float is accepted), or a ConfigError naming it."""
-    try:
-        ok = not isinstance(val, (bool, str)) and int(val) == val and lo <= int(val) <= hi
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {val!r}")
-    return int(val)
-
-
-def _real_option(name: str, val, positive: bool) -> float:
-    """A finite number > 0 (``positive``) or >= 0, or a ConfigError naming it."""
-    try:
-        v = float(val) if not isinstance(val, (bool, str)) else math.nan
-    except (TypeError, ValueError):
-        v = math.nan
-    if not math.isfinite(v) or v < 0 or (positive and v == 0):
-        raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, "
-                          f"got {val!r}")
-    return v
+def _option(value, name: str, rule: str, kind=float, maximum=None):
+    """An API argument under the one numeric rule of :mod:`dynid.options` (no strings)."""
+    return check_number(value, name, rule=rule, kind=kind, maximum=maximum, text_ok=False)
 
 
 def _validate(net, center, steps, mode, weights, domain, relaxation, iterations, lr,
@@ -642,13 +631,13 @@ def _validate(net, center, steps, mode, weights, domain, relaxation, iterations,
         raise ConfigError(f"relaxation {relaxation!r} is unknown: use one of {RELAXATIONS}")
     if confirm not in CONFIRM:
         raise ConfigError(f"confirm {confirm!r} is unknown: use one of {CONFIRM}")
-    _int_option("steps", steps, 1, 1000)
-    _int_option("iterations", iterations, 0, 100000)
-    _int_option("grow_steps", grow_steps, 0, 100000)
-    _real_option("lr", lr, positive=True)
-    _real_option("margin", margin, positive=False)
+    _option(steps, "steps", "positive", int, maximum=MAX_STEPS)
+    _option(iterations, "iterations", "nonneg", int, maximum=MAX_ITERATIONS)
+    _option(grow_steps, "grow_steps", "nonneg", int, maximum=MAX_ITERATIONS)
+    _option(lr, "lr", "positive")
+    _option(margin, "margin", "nonneg")
     if time_limit is not None:
-        _real_option("time_limit", time_limit, positive=True)
+        _option(time_limit, "time_limit", "positive")
     w = np.ones(net.n_in) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if w.shape != (net.n_in,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.any():
         raise ConfigError(f"weights need {net.n_in} finite values >= 0, not all zero")

@@ -27,7 +27,8 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     """Sound lower and upper bounds of each row of ``C @ F(x)`` over the box [lo, hi].
 
     Each bound is the MIP *best bound* (valid even when the time limit stops the solver; then
-    it is looser than the optimum), padded for floating point. With ``C = None`` the identity
+    it is looser than the optimum), solved with tight tolerances and padded by what those
+    tolerances can move it (:func:`dynid.milp.bound_pad`), so it holds for the exact network. With ``C = None`` the identity
     is used (the output box).
 
     Parameters
@@ -42,9 +43,9 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     -------
     (lower, upper) float64 arrays of length k.
     """
-    from dynid.certify.encode import encode_relunet
+    from dynid.certify.encode import encode_relunet, encoding_sensitivity, objective_scale
     from dynid.certify.pairs import copy_bounds
-    from dynid.milp import SparseModel, solve
+    from dynid.milp import SparseModel, padded_bound, solve, stop_if_interrupted
 
     lo, hi = check_box(net, lo, hi)
     C = np.eye(net.n_out) if C is None else np.atleast_2d(np.asarray(C, dtype=np.float64))
@@ -53,6 +54,7 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     b = bounds if bounds is not None else copy_bounds(net, lo, hi, "ours", obbt)
     m = SparseModel()
     enc = encode_relunet(m, net, b)
+    scales = [objective_scale(net, c) for c in C]
     lower = np.full(C.shape[0], -np.inf)
     upper = np.full(C.shape[0], np.inf)
     results = []
@@ -60,14 +62,20 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     per = None if time_limit is None else time_limit / (2 * C.shape[0])
     for k in range(C.shape[0]):
         for sense in ("min", "max"):
-            m.set_objective(enc.out, C[k], sense=sense)
-            res = solve(m, solver=solver, time_limit=per, mip_gap=mip_gap, log=log)
+            # objective scaled so that the rows' multipliers are about 1 (the solver's
+            # tolerances are absolute), solved tight, its best bound padded for the
+            # tolerances (dynid.milp.tolerances) and scaled back (a power of two: exact)
+            s = scales[k]
+            m.set_objective(enc.out, C[k] / s, sense=sense)
+            res = solve(m, solver=solver, time_limit=per, mip_gap=mip_gap, log=log,
+                        tolerances="tight")
             results.append(res)
-            # solve() already returns a padded valid bound in the model's sense
+            stop_if_interrupted(res)
+            value = s * padded_bound(m, res, encoding_sensitivity(net, b, C[k] / s))
             if sense == "min":
-                lower[k] = res.bound
+                lower[k] = value
             else:
-                upper[k] = res.bound
+                upper[k] = value
     if log:
         log(f"output_range: {2 * C.shape[0]} MIPs in {time.perf_counter() - t0:.2f}s")
     return (lower, upper, results) if return_results else (lower, upper)

@@ -59,7 +59,7 @@ def copy_bounds(net: ReLUNet, lo, hi, method: str = "ours", obbt: bool | str = "
         return ibp
     b = crown_bounds(net, lo, hi).intersect(ibp)
     if obbt is True or (obbt == "auto" and net.n_layers >= 3 and b.n_unstable > 0):
-        from dynid.bounds.obbt import obbt_bounds
+        from dynid.certify.obbt import obbt_bounds
 
         b = obbt_bounds(net, lo, hi, init=b)
     return b
@@ -166,7 +166,7 @@ def tighten_differences(net: ReLUNet, bx: Bounds, by: Bounds, db: DiffBounds, de
     wide layers; measured faster on h = 50 and slower on h = 10, so off by default).
     ``time_limit`` (seconds, default None: no wall clock, the work is bounded by ``rounds``)
     ends the tightening early; the bounds then depend on the machine's speed and load."""
-    from dynid.bounds.obbt import add_triangle_layers
+    from dynid.bounds.relaxation import add_triangle_layers
 
     t0 = time.perf_counter()
     hidden = [i for i in range(net.n_layers - 1) if net.relu[i].any()]

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from dynid.certify.encode import encode_relunet, solve_tight
+from dynid.certify.encode import encode_relunet
 from dynid.errors import ConfigError, ShapeError, parse_norm
 from dynid.relunet import ReLUNet
 from dynid.results import Certificate, Status
@@ -85,14 +85,22 @@ def certified_radius(net: ReLUNet, center, mode: str = "preimage", norm="inf",
 # ---------------------------------------------------------------------- reference protocol
 def _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol, formulation,
                solver, time_limit, log):
-    from dynid.certify.invertibility import noninvertibility
+    """Grow x``growth`` from ``r0`` while certified, then bisect. A confirmed witness pair
+    bounds the radius by its own distance to ``c`` (``witness_radius``): the bracket's upper
+    end is that distance, not the radius of the step that found it, and the search stops as
+    soon as the bracket [certified, witness] is within ``resolution``."""
+    from dynid.certify.invertibility import noninvertibility, pnorm
 
     t0 = time.perf_counter()
     steps = []
-    witness, unknown = None, 0
+    witness, w_r, unknown = None, math.inf, 0
+
+    def witness_radius(wit):
+        dx = pnorm(np.asarray(wit["x"]) - c, p)
+        return dx if mode == "preimage" else max(dx, pnorm(np.asarray(wit["y"]) - c, p))
 
     def step(r):
-        nonlocal witness, unknown
+        nonlocal witness, w_r, unknown
         cert = noninvertibility(net, c - r, c + r, p, 0.0, method=formulation, solver=solver,
                                 time_limit=time_limit, tol=tol, ball=(c, r),
                                 fixed_y=c if mode == "preimage" else None,
@@ -102,13 +110,15 @@ def _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol, f
         if log:
             log(f"radius step R={r:.6g}: {cert.status.value} ({cert.seconds:.2f}s)")
         if cert.status is Status.COUNTEREXAMPLE:
-            witness = cert.witness
+            wr = witness_radius(cert.witness)
+            steps[-1]["witness_radius"] = wr
+            if wr < w_r:
+                witness, w_r = cert.witness, wr
         elif cert.status is Status.UNKNOWN:
             unknown += 1
         return cert.status
 
-    lo_r, hi_r = 0.0, None
-    hi_checked = False
+    lo_r, hi_r = 0.0, None      # certified radius; smallest radius not certified
     r = min(r0, r_max)
     while True:
         s = step(r)
@@ -118,25 +128,28 @@ def _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol, f
                 break
             r = min(r * growth, r_max)
         else:
-            hi_r, hi_checked = r, s is Status.COUNTEREXAMPLE
+            hi_r = r
             break
     n_bisect = 0
-    while hi_r is not None and hi_r - lo_r > resolution and n_bisect < max_steps:
-        mid = 0.5 * (lo_r + hi_r)
+    while hi_r is not None and min(hi_r, w_r) - lo_r > resolution and n_bisect < max_steps:
+        mid = 0.5 * (lo_r + min(hi_r, w_r))
         s = step(mid)
         n_bisect += 1
         if s is Status.CERTIFIED:
             lo_r = mid
         else:
-            hi_r, hi_checked = mid, s is Status.COUNTEREXAMPLE or hi_checked
-    done = hi_r is None or (hi_checked and hi_r - lo_r <= resolution * (1 + 1e-9))
+            hi_r = mid
+    done = hi_r is None or w_r - lo_r <= resolution * (1 + 1e-9)
     status = Status.CERTIFIED if done and unknown == 0 else Status.UNKNOWN
-    bound = math.inf if hi_r is None else hi_r
+    bound = w_r if hi_r is not None else math.inf
     info = {"method": "reference", "mode": mode, "norm": _nn(p), "steps": steps,
             "unknown_steps": unknown, "r_max": r_max, "tol": tol, "resolution": resolution,
-            "formulation": formulation, "radius": lo_r,
+            "formulation": formulation, "radius": lo_r, "bisection_upper": hi_r,
             "reached_r_max": hi_r is None}
-    return Certificate("certified_radius", status, lo_r, bound,
+    if w_r < lo_r:   # cannot happen with sound steps; say so loudly rather than hide it
+        info["inconsistent"] = f"witness at {w_r:.6g} inside the certified radius {lo_r:.6g}"
+        status = Status.UNKNOWN
+    return Certificate("certified_radius", status, lo_r, max(bound, lo_r),
                        bound - lo_r if math.isfinite(bound) else math.inf, witness,
                        "mixed" if not steps else "per-step", time.perf_counter() - t0, {},
                        info)
@@ -150,7 +163,7 @@ def _nn(p):
 def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log):
     from dynid.certify.invertibility import _as_identity_output, check_pair, pnorm
     from dynid.certify.pairs import add_copy_differences, copy_bounds, interval_diff_bounds
-    from dynid.milp import SparseModel, solve
+    from dynid.milp import SparseModel, padded_bound, solve
 
     t0 = time.perf_counter()
     net = _as_identity_output(net)
@@ -185,43 +198,39 @@ def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log):
             "resolution": resolution, "exclusion": "pairs with ||x - y||_inf >= tol"}
     if mode == "preimage":
         info["local_injectivity_radius"] = r_loc
-    left = time_limit
-    for attempt, solver_fn in enumerate((solve, solve_tight)):
-        # first with the solver's default tolerances; if its optimum is a pair that fails the
-        # float64 re-check (tolerances faking equal outputs), again with tight tolerances
-        res = solver_fn(m, solver=solver, time_limit=left, mip_gap=1e-6,
-                        mip_gap_abs=resolution / 10, log=log)
-        info["solver_status"] = res.status
-        info["tight_tolerances"] = bool(attempt)
-        if res.message:
-            info["solver_message"] = res.message
-        if res.status == "infeasible":
-            info["radius"] = r_max
-            info["reached_r_max"] = True
-            return Certificate("certified_radius", Status.CERTIFIED, r_max, math.inf,
-                               math.inf, None, res.solver, time.perf_counter() - t0, size, info)
-        lower = min(radius_of(res.bound), r_max) if math.isfinite(res.bound) else 0.0
-        lower = max(lower, 0.0)
-        upper, witness = math.inf, None
-        if res.x is not None:
-            xw = res.x[ex.x]
-            yw = c if y_idx is None else res.x[y_idx]
-            if y_idx is None:   # polish the free point towards F(x) = F(c)
-                ok, dist, mis, yw2, xw2 = check_pair(net, yw, xw, p, math.inf, 0.0,
-                                                     tol * 0.999, lo, hi, fixed_x=True)
-                xw = xw2
-            else:
-                ok, dist, mis, xw, yw = check_pair(net, xw, yw, p, math.inf, 0.0,
-                                                   tol * 0.999, lo, hi)
-            if ok:
-                upper = max(pnorm(xw - c, p), pnorm(yw - c, p)) if y_idx is not None \
-                    else pnorm(xw - c, p)
-                witness = {"x": xw, "y": yw, "Fx": net.forward(xw), "Fy": net.forward(yw),
-                           "distance": dist, "output_gap": mis}
-        if witness is not None or res.status != "optimal":
-            break
-        if time_limit is not None:
-            left = max(0.1, time_limit - (time.perf_counter() - t0))
+    # tight tolerances: they keep the solver from faking equal outputs, and the bound is
+    # padded for what they can still move it (dynid.milp.bound_pad)
+    res = solve(m, solver=solver, time_limit=time_limit, mip_gap=1e-6,
+                mip_gap_abs=resolution / 10, log=log, tolerances="tight")
+    info["solver_status"] = res.status
+    info["tight_tolerances"] = True
+    info["tolerances"] = res.info.get("tolerances")
+    if res.message:
+        info["solver_message"] = res.message
+    if res.status == "infeasible":
+        info["radius"] = r_max
+        info["reached_r_max"] = True
+        return Certificate("certified_radius", Status.CERTIFIED, r_max, math.inf,
+                           math.inf, None, res.solver, time.perf_counter() - t0, size, info)
+    lower = min(radius_of(padded_bound(m, res)), r_max) if math.isfinite(res.bound) \
+        else 0.0
+    lower = max(lower, 0.0)
+    upper, witness = math.inf, None
+    if res.x is not None:
+        xw = res.x[ex.x]
+        yw = c if y_idx is None else res.x[y_idx]
+        if y_idx is None:   # polish the free point towards F(x) = F(c)
+            ok, dist, mis, yw2, xw2 = check_pair(net, yw, xw, p, math.inf, 0.0,
+                                                 tol * 0.999, lo, hi, fixed_x=True)
+            xw = xw2
+        else:
+            ok, dist, mis, xw, yw = check_pair(net, xw, yw, p, math.inf, 0.0,
+                                               tol * 0.999, lo, hi)
+        if ok:
+            upper = max(pnorm(xw - c, p), pnorm(yw - c, p)) if y_idx is not None \
+                else pnorm(xw - c, p)
+            witness = {"x": xw, "y": yw, "Fx": net.forward(xw), "Fy": net.forward(yw),
+                       "distance": dist, "output_gap": mis}
     info["radius"] = lower
     ok = math.isfinite(upper) and upper - lower <= resolution * (1 + 1e-9)
     status = Status.CERTIFIED if ok else Status.UNKNOWN

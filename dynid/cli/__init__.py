@@ -62,26 +62,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; returns the exit code (0 done, 2 bad input, 130 interrupted,
+    1 internal error). Every output path is checked before the handler starts
+    (:func:`dynid.cli.common.check_paths`)."""
+    from dynid.cli.common import check_paths
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)   # bad usage: one line on stderr and SystemExit(2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    name = f"dynid {args.command}"
     try:
+        check_paths(args)
         return int(args.func(args) or 0)
     except DynidError as exc:
-        print(f"dynid {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"dynid {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted (finished work was kept where the command saves "
+              "progress)", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"{name}: error: out of memory; use a smaller problem (fewer samples, cells "
+              "or partitions, a smaller network)", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command cannot read or write: say which, in one line
+        what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        print(f"{name}: error: {what}; check the path and its permissions", file=sys.stderr)
+        return 2
     except Exception as exc:  # an internal error: say so plainly, keep the traceback short
         import traceback
 
         traceback.print_exc(limit=-3)
-        print(f"dynid {args.command}: internal error: {type(exc).__name__}: {exc}",
+        print(f"{name}: internal error: {type(exc).__name__}: {_one_line(exc)}",
               file=sys.stderr)
         return 1
+
+
+def _one_line(exc) -> str:
+    return " ".join(str(exc).split())
 
 
 def entry() -> None:

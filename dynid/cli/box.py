@@ -6,14 +6,13 @@ Registered from :mod:`dynid.cli.certify` as one more query of ``dynid certify``.
 from __future__ import annotations
 
 import json
-import math
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from dynid.cli.common import add_json_option, add_solver_options, write_json
+from dynid.cli.common import (add_input, add_json_option, add_output, add_solver_options,
+                              finite_float, nonneg_float, nonneg_int, positive_int, write_json)
 from dynid.errors import ConfigError, ShapeError
 
 EXAMPLES = """\
@@ -33,29 +32,29 @@ def register(sub) -> None:
                     "its label (--keep-label). The box is certified by sound CROWN bounds or "
                     "the MIP; the uniform box (one radius) is reported beside it.",
         epilog=EXAMPLES, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("model", help="model file (.h5)")
-    p.add_argument("--at", type=float, nargs="+", required=True, metavar="X",
+    add_input(p, "model", help="model file (.h5)")
+    p.add_argument("--at", type=finite_float, nargs="+", required=True, metavar="X",
                    help="the point (n values; several points: 2n, 3n, ... values)")
-    p.add_argument("--steps", type=int, default=1, metavar="K",
+    p.add_argument("--steps", type=positive_int, default=1, metavar="K",
                    help="the spec is about F^K (default 1)")
     spec = p.add_mutually_exclusive_group(required=True)
     spec.add_argument("--safe", metavar="H,c",
                       help='safe polytope H y <= c as JSON rows and bounds: "[[1, 0], [0, 1]], '
                            '[2.5, 3.0]" (or a .json file with keys H and c)')
-    spec.add_argument("--safe-box", type=float, nargs="+", metavar="V",
+    spec.add_argument("--safe-box", type=finite_float, nargs="+", metavar="V",
                       help="safe box of the output: n lower then n upper corner values")
     spec.add_argument("--keep-label", action="store_true",
                       help="keep the argmax of the output (one output: its sign)")
     p.add_argument("--mode", choices=["nonuniform", "uniform"], default="nonuniform")
-    p.add_argument("--weights", type=float, nargs="+", metavar="W",
+    p.add_argument("--weights", type=nonneg_float, nargs="+", metavar="W",
                    help="weights of the log-volume, one per input (default all 1)")
     p.add_argument("--relaxation", choices=["crown", "crown-opt", "fastlin"], default="crown",
                    help="relaxation steering the search (default crown)")
-    p.add_argument("--iterations", type=int, default=400,
+    p.add_argument("--iterations", type=nonneg_int, default=400,
                    help="augmented-Lagrangian iterations (default 400)")
-    p.add_argument("--lo", type=float, nargs="+", metavar="L",
+    p.add_argument("--lo", type=finite_float, nargs="+", metavar="L",
                    help="lower corner of the search domain (default: the model's domain)")
-    p.add_argument("--hi", type=float, nargs="+", metavar="H",
+    p.add_argument("--hi", type=finite_float, nargs="+", metavar="H",
                    help="upper corner of the search domain (default: the model's domain)")
     p.add_argument("--no-domain", action="store_true",
                    help="search without a domain (ignore the model's)")
@@ -64,7 +63,7 @@ def register(sub) -> None:
                         "none: sound CROWN only")
     p.add_argument("--grow", action="store_true",
                    help="enlarge each box along its shape by bisection with the MIP")
-    p.add_argument("--figure", metavar="PNG", help="2-D inputs: draw the boxes over the region "
+    add_output(p, "--figure", metavar="PNG", help="2-D inputs: draw the boxes over the region "
                                                    "where the spec holds")
     add_solver_options(p)
     add_json_option(p)
@@ -82,8 +81,8 @@ def _spec(args, n_out: int):
             raise ShapeError(f"--safe-box needs {2 * n_out} values ({n_out} lower, then "
                              f"{n_out} upper), got {v.size}")
         lo, hi = v[:n_out], v[n_out:]
-        if np.any(lo > hi) or not np.all(np.isfinite(v)):
-            raise ShapeError("--safe-box needs finite lower values <= upper values")
+        if np.any(lo > hi):
+            raise ShapeError("--safe-box needs lower values <= upper values")
         return safe_set(np.vstack([np.eye(n_out), -np.eye(n_out)]), np.r_[hi, -lo])
     text = args.safe
     try:
@@ -101,45 +100,20 @@ def _spec(args, n_out: int):
         raise ShapeError(f"--safe: {exc}") from None
 
 
-def _check_out(path, what: str) -> None:
-    """Refuse an output path that cannot be written, before any work is done."""
-    if path is None or path == "-":
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{what} {path} is a directory: give a file name")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"{what} {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"{what} {path}: folder {parent} is not writable")
-
-
 def _box(args) -> int:
     from dynid.certify import max_box
     from dynid.modelfile import load_model
 
     net = load_model(args.model)
     at = np.asarray(args.at, float)
-    if at.size % net.n_in or not np.all(np.isfinite(at)):
-        raise ShapeError(f"--at needs finite values, a multiple of {net.n_in} (one point is "
+    if at.size % net.n_in:
+        raise ShapeError(f"--at needs a multiple of {net.n_in} values (one point is "
                          f"{net.n_in} values), got {at.size}")
-    if not 1 <= args.steps <= 1000:
-        raise ConfigError(f"--steps must be in 1..1000, got {args.steps}")
     if args.steps > 1 and net.n_in != net.n_out:
         raise ShapeError(f"--steps {args.steps} needs a map from R^n to R^n; this model is "
                          f"{net.n_in} -> {net.n_out}")
-    if not 0 <= args.iterations <= 100000:
-        raise ConfigError(f"--iterations must be in 0..100000, got {args.iterations}")
-    if args.time_limit is not None and not (math.isfinite(args.time_limit)
-                                            and args.time_limit > 0):
-        raise ConfigError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     if args.figure is not None and net.n_in != 2:
         raise ShapeError(f"--figure draws 2-D inputs; this model has {net.n_in}")
-    _check_out(args.json, "--json")
-    _check_out(args.figure, "--figure")
     spec = _spec(args, net.n_out)
     domain = _domain(net, args)
     points = at.reshape(-1, net.n_in)

@@ -1,4 +1,4 @@
-"""``dynid certify invertibility|radius``: certificates of (non)invertibility from the CLI."""
+"""``dynid certify invertibility|radius|model-error``: certificates from the CLI."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import sys
 
 import numpy as np
 
-from dynid.cli.common import add_box_options, add_json_option, add_norm_option, add_solver_options
-from dynid.cli.common import write_json
+from dynid.cli.common import (add_box_options, add_input, add_json_option, add_norm_option,
+                              add_solver_options, finite_float, nonneg_float, nonneg_int,
+                              positive_float, write_json)
 from dynid.errors import ConfigError, ShapeError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("certify", help="certify invertibility / local radii of a model",
+    p = subparsers.add_parser("certify", help="certify invertibility / local radii / the model "
+                                              "error of a model",
                               description="Prove that a surrogate is (or is not) invertible "
                                           "on a box, or find certified radii of local "
                                           "invertibility at points.")
@@ -24,17 +26,17 @@ def register(subparsers) -> None:
                                      "(status certified), or give a witness pair x != y with "
                                      "F(x) = F(y) (status counterexample), or 'unknown' with "
                                      "the gap when a limit was hit.")
-    inv.add_argument("model", help="model file (.h5 written by dynid train)")
+    add_input(inv, "model", help="model file (.h5 written by dynid train)")
     add_box_options(inv, required=False, what="box (default: the model's training domain)")
     add_norm_option(inv)
-    inv.add_argument("--delta", type=float, default=0.0,
+    inv.add_argument("--delta", type=nonneg_float, default=0.0,
                      help="output tolerance: pairs with ||F(x) - F(y)||_inf <= delta "
                           "(default 0: equal outputs)")
-    inv.add_argument("--tol", type=float, default=1e-4,
+    inv.add_argument("--tol", type=positive_float, default=1e-4,
                      help="distance at or below which two points count as one (default 1e-4)")
     inv.add_argument("--formulation", choices=["ours", "naive"], default="ours",
                      help="MIP formulation (naive = the paper code's baseline)")
-    inv.add_argument("--cells", type=int, default=0, metavar="K",
+    inv.add_argument("--cells", type=nonneg_int, default=0, metavar="K",
                      help="split the box into a K x ... x K grid and solve one small MIP per "
                           "pair of cells (pairs whose outputs cannot meet are skipped); often "
                           "certifies where the single MIP times out. --time-limit is then the "
@@ -47,22 +49,26 @@ def register(subparsers) -> None:
                          description="Certified radius at each point given by --at: mode "
                                      "'preimage' = distance to the nearest other preimage of "
                                      "F(x); mode 'ball' = largest ball on which F is injective.")
-    rad.add_argument("model", help="model file (.h5)")
-    rad.add_argument("--at", type=float, nargs="+", required=True, metavar="X",
+    add_input(rad, "model", help="model file (.h5)")
+    rad.add_argument("--at", type=finite_float, nargs="+", required=True, metavar="X",
                      help="the point (n values; several points: 2n, 3n, ... values)")
     rad.add_argument("--mode", choices=["preimage", "ball"], default="preimage")
     add_norm_option(rad)
     rad.add_argument("--method", choices=["fast", "reference"], default="fast",
                      help="fast = one MIP; reference = the paper's grow-and-bisect protocol")
-    rad.add_argument("--r-max", type=float, default=10.0, help="largest radius searched")
-    rad.add_argument("--resolution", type=float, default=1e-3)
+    rad.add_argument("--r-max", type=positive_float, default=10.0,
+                     help="largest radius searched (default 10)")
+    rad.add_argument("--resolution", type=positive_float, default=1e-3,
+                     help="width of the certified bracket (default 1e-3)")
     add_solver_options(rad)
     add_json_option(rad)
     rad.set_defaults(func=_radius)
 
     from dynid.cli.box import register as register_box   # dynid certify box (max_box)
+    from dynid.cli.model_error import register as register_model_error
 
     register_box(sub)
+    register_model_error(sub)              # certify model-error (dynid/cli/model_error.py)
 
 
 def _box(net, args):

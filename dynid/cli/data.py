@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
-from dynid.cli.common import add_json_option, write_json
+from dynid.cli.common import (add_input, add_json_option, add_output, finite_float,
+                              fraction_float, nonneg_float, nonneg_int, positive_float, positive_int,
+                              torch_device, write_json)
 from dynid.errors import ConfigError, DynidError
 
 SIMULATE_HELP = """\
@@ -92,72 +94,78 @@ def register(sub) -> None:
                                   "lotka_volterra, duffing, pendulum, linear; plants with "
                                   "inputs: pendulum_torque, cart_pole, mass_spring_damper, "
                                   "linear_input")
-    p.add_argument("--out", required=True, metavar="FILE.nc", help="dataset file to write")
-    p.add_argument("--samples", type=int, default=10000, metavar="N",
+    add_output(p, "--out", required=True, metavar="FILE.nc", help="dataset file to write")
+    p.add_argument("--samples", type=positive_int, default=10000, metavar="N",
                    help="number of one-step pairs, or of trajectories with --trajectories "
                         "(default 10000)")
-    p.add_argument("--dt", type=float, default=0.1, help="time step of the map (default 0.1)")
+    p.add_argument("--dt", type=positive_float, default=0.1,
+                   help="time step of the map (default 0.1)")
     p.add_argument("--map", choices=["flow", "euler", "rk4"], default="flow",
                    help="flow = exact flow of the ODE; euler / rk4 = one explicit step "
                         "(default flow)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="override a system parameter, repeatable (e.g. --param b=3)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--sampling", choices=["uniform", "lhs", "grid"], default="uniform",
                    help="how states are drawn in the box (default uniform)")
-    p.add_argument("--lo", type=float, nargs="+", metavar="L",
+    p.add_argument("--lo", type=finite_float, nargs="+", metavar="L",
                    help="lower corner of the sampling box (default: the system's domain)")
-    p.add_argument("--hi", type=float, nargs="+", metavar="H",
+    p.add_argument("--hi", type=finite_float, nargs="+", metavar="H",
                    help="upper corner of the sampling box (default: the system's domain)")
     p.add_argument("--trajectories", action="store_true",
                    help="simulate --samples trajectories instead of one-step pairs")
-    p.add_argument("--steps", type=int, default=50, help="trajectory length (default 50)")
-    p.add_argument("--with-trajectories", type=int, default=0, metavar="N",
+    p.add_argument("--steps", type=positive_int, default=50,
+                   help="trajectory length (default 50)")
+    p.add_argument("--with-trajectories", type=nonneg_int, default=0, metavar="N",
                    help="pairs mode: also add the consecutive pairs of N trajectories of "
                         "--steps steps from the box (covers where free runs go)")
-    p.add_argument("--experiments", type=int, default=None, metavar="N",
+    p.add_argument("--experiments", type=positive_int, default=None, metavar="N",
                    help="plants: N experiments of --steps steps driven by --signal")
     p.add_argument("--signal", default="random_steps",
                    choices=["random_steps", "prbs", "multisine", "chirp"],
                    help="excitation of the experiments (default random_steps)")
     p.add_argument("--hold", default=None, metavar="MIN[,MAX]",
                    help="random_steps / prbs: steps each level is held (default 5,20 / 1)")
-    p.add_argument("--u-lo", type=float, nargs="+", default=None, metavar="L",
+    p.add_argument("--u-lo", type=finite_float, nargs="+", default=None, metavar="L",
                    help="plants: lower corner of the input box (default: the system's)")
-    p.add_argument("--u-hi", type=float, nargs="+", default=None, metavar="H",
+    p.add_argument("--u-hi", type=finite_float, nargs="+", default=None, metavar="H",
                    help="plants: upper corner of the input box (default: the system's)")
-    p.add_argument("--noise-std", type=float, nargs="+", default=[0.0], metavar="S",
+    p.add_argument("--noise-std", type=nonneg_float, nargs="+", default=[0.0], metavar="S",
                    help="experiments: std of measurement noise on the states (one or per state)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train a ReLU surrogate on a dataset",
                        description=TRAIN_HELP, formatter_class=fmt)
-    p.add_argument("data", metavar="DATA", help="dataset file (from dynid simulate)")
-    p.add_argument("--out", required=True, metavar="MODEL.h5", help="model file to write")
+    add_input(p, "data", metavar="DATA", help="dataset file (from dynid simulate)")
+    add_output(p, "--out", required=True, metavar="MODEL.h5", help="model file to write")
     p.add_argument("--arch", choices=["mlp", "residual"], default="residual",
                    help="residual: x + dt*N(x) (default); mlp: x -> x_next")
     p.add_argument("--hidden", type=_hidden, default=(32, 32), metavar="W1,W2,..",
                    help="hidden layer widths (default 32,32)")
-    p.add_argument("--epochs", type=int, default=600, help="maximum epochs (default 600)")
-    p.add_argument("--batch-size", type=int, default=128, help="minibatch size (default 128)")
-    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default 5e-3)")
+    p.add_argument("--epochs", type=positive_int, default=600,
+                   help="maximum epochs (default 600)")
+    p.add_argument("--batch-size", type=positive_int, default=128,
+                   help="minibatch size (default 128)")
+    p.add_argument("--lr", type=positive_float, default=5e-3,
+                   help="Adam learning rate (default 5e-3)")
     p.add_argument("--schedule", choices=["cosine", "plateau", "none"], default="cosine",
                    help="learning-rate schedule (default cosine)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--val-fraction", type=fraction_float, default=0.2,
                    help="share of data held out for validation (default 0.2)")
-    p.add_argument("--patience", type=int, default=None,
+    p.add_argument("--patience", type=positive_int, default=None,
                    help="stop after this many epochs without validation improvement")
-    p.add_argument("--target-rmse", type=float, default=None,
+    p.add_argument("--target-rmse", type=positive_float, default=None,
                    help="stop once the validation one-step RMSE reaches this value")
-    p.add_argument("--max-seconds", type=float, default=None,
+    p.add_argument("--max-seconds", type=positive_float, default=None,
                    help="wall-clock limit of training (the best model so far is kept)")
-    p.add_argument("--rollout-steps", type=int, default=0, metavar="K",
+    p.add_argument("--rollout-steps", type=nonneg_int, default=0, metavar="K",
                    help="add a K-step free-run loss (needs trajectory data)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="training precision (the saved model is float64 anyway)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--device", type=torch_device, default="cpu",
+                   help="torch device: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -167,13 +175,14 @@ def register(sub) -> None:
                        "true system (named in the model file).\n\nexample:\n"
                        "  dynid evaluate model.h5 data.nc --json metrics.json",
                        formatter_class=fmt)
-    p.add_argument("model", metavar="MODEL", help="model file (.h5)")
-    p.add_argument("data", metavar="DATA", nargs="?", default=None,
+    add_input(p, "model", metavar="MODEL", help="model file (.h5)")
+    add_input(p, "data", metavar="DATA", nargs="?", default=None,
                    help="dataset file of the same system (optional)")
-    p.add_argument("--steps", type=int, default=50, help="rollout horizon (default 50)")
-    p.add_argument("--initial-states", type=int, default=20,
+    p.add_argument("--steps", type=positive_int, default=50,
+                   help="rollout horizon (default 50)")
+    p.add_argument("--initial-states", type=positive_int, default=20,
                    help="held-out initial states for the rollouts (default 20)")
-    p.add_argument("--seed", type=int, default=12345, help="seed of those states")
+    p.add_argument("--seed", type=nonneg_int, default=12345, help="seed of those states")
     add_json_option(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -181,7 +190,7 @@ def register(sub) -> None:
                        description="Print the contents of a dataset (.nc) or model (.h5) file: "
                        "sizes, system, time step, training summary, provenance.\n\nexample:\n"
                        "  dynid info model.h5", formatter_class=fmt)
-    p.add_argument("file", metavar="FILE", help="a dataset (.nc) or model (.h5) file")
+    add_input(p, "file", metavar="FILE", help="a dataset (.nc) or model (.h5) file")
     add_json_option(p)
     p.set_defaults(func=cmd_info)
 
@@ -190,14 +199,14 @@ def register(sub) -> None:
     actions = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
     q = actions.add_parser("import", help="import a CSV / Parquet / netCDF log as a dataset",
                            description=IMPORT_HELP, formatter_class=fmt)
-    q.add_argument("file", metavar="LOG", help="the log file (.csv, .parquet, .nc)")
+    add_input(q, "file", metavar="LOG", help="the log file (.csv, .parquet, .nc)")
     q.add_argument("--states", required=True, metavar="A,B,..",
                    help="state columns, comma-separated (in this order)")
     q.add_argument("--inputs", default="", metavar="U,..",
                    help="input columns, comma-separated (none for an autonomous system)")
     q.add_argument("--time", default=None, metavar="T",
                    help="time column (s; ms/min/h when the file's units say so)")
-    q.add_argument("--dt", type=float, default=None,
+    q.add_argument("--dt", type=positive_float, default=None,
                    help="sampling step in s (needed without --time; checked with it)")
     q.add_argument("--experiment", default=None, metavar="COL",
                    help="experiment-id column (several experiments in one file)")
@@ -205,9 +214,9 @@ def register(sub) -> None:
                    help="units of the columns, e.g. th=rad,om=rad/s,tau=N m")
     q.add_argument("--format", default=None, choices=["csv", "parquet", "netcdf"],
                    help="file format (default: from the extension)")
-    q.add_argument("--dt-tolerance", type=float, default=1e-6, metavar="R",
+    q.add_argument("--dt-tolerance", type=positive_float, default=1e-6, metavar="R",
                    help="relative tolerance of the sampling-step checks (default 1e-6)")
-    q.add_argument("--out", required=True, metavar="FILE.nc", help="dataset file to write")
+    add_output(q, "--out", required=True, metavar="FILE.nc", help="dataset file to write")
     q.set_defaults(func=cmd_data_import)
     p.set_defaults(func=lambda args: _data_usage(p))
 

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from dynid.cli.common import (add_box_options, add_json_option, add_norm_option,
-                              add_solver_options, write_json)
+from dynid.cli.common import (add_box_options, add_input, add_json_option, add_norm_option,
+                              add_output, add_solver_options, fraction_float, nonneg_float,
+                              nonneg_int, positive_float, write_json)
 
 
 def register(sub) -> None:
@@ -13,19 +14,21 @@ def register(sub) -> None:
                        description="Prune MODEL and write the result (same shape, metadata "
                        "'pruned' with the sparsity report). Example: dynid prune model.h5 "
                        "--sparsity 0.5 --finetune data.nc --out pruned.h5")
-    p.add_argument("model", help="model file (.h5)")
-    p.add_argument("--sparsity", type=float, required=True,
+    add_input(p, "model", help="model file (.h5)")
+    p.add_argument("--sparsity", type=fraction_float, required=True,
                    help="fraction of weights (or of hidden units with --structured) to remove")
     p.add_argument("--structured", action="store_true", help="remove whole hidden units")
     p.add_argument("--per-layer", action="store_true",
                    help="the same fraction in every layer (default: one global ranking)")
-    p.add_argument("--finetune", metavar="DATA", default=None,
+    add_input(p, "--finetune", metavar="DATA", default=None,
                    help="dataset (.nc) to fine-tune on with the zero pattern fixed")
-    p.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (default 20)")
-    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
+    p.add_argument("--epochs", type=nonneg_int, default=20,
+                   help="fine-tuning epochs (default 20)")
+    p.add_argument("--lr", type=positive_float, default=1e-3,
+                   help="fine-tuning learning rate (default 1e-3)")
     p.add_argument("--simplify", action="store_true",
                    help="drop dead units before saving (smaller file and MIP, new shape)")
-    p.add_argument("--out", required=True, help="output model file (.h5)")
+    add_output(p, "--out", required=True, help="output model file (.h5)")
     add_json_option(p)
     p.set_defaults(func=_prune)
 
@@ -33,8 +36,8 @@ def register(sub) -> None:
                        "box; optionally calibrate an affine map between their outputs",
                        description="Certified max ||A(x) - B(x)|| over the box "
                        "(epsilon-equivalence). Example: dynid match a.h5 b.h5 --lo 0 0 --hi 4 5")
-    m.add_argument("model_a", help="first model file")
-    m.add_argument("model_b", help="second model file")
+    add_input(m, "model_a", help="first model file")
+    add_input(m, "model_b", help="second model file")
     add_box_options(m)
     add_norm_option(m)
     m.add_argument("--method", choices=["ours", "naive"], default="ours",
@@ -42,7 +45,7 @@ def register(sub) -> None:
                         "(interval big-M on both networks)")
     m.add_argument("--calibrate", choices=["affine"], default=None,
                    help="fit T minimising max ||T(A(x)) - B(x)||_inf and certify the residual")
-    m.add_argument("--eps", type=float, default=None,
+    m.add_argument("--eps", type=nonneg_float, default=None,
                    help="tolerance: report whether the models are eps-equivalent")
     add_solver_options(m)
     add_json_option(m)

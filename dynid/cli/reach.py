@@ -19,18 +19,19 @@ fast.
 
 from __future__ import annotations
 
-from dynid.cli.common import add_box_options, add_json_option, write_json
+from dynid.cli.common import (add_box_options, add_input, add_json_option, add_output,
+                              finite_float, nonneg_float, nonneg_int, positive_int, torch_device, write_json)
 
 HELP = "reachable sets of a step map / closed loop over K steps (sound boxes, verdicts, report)"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("reach", help=HELP, description=HELP)
-    p.add_argument("target", metavar="MODEL_OR_CONFIG",
+    add_input(p, "target", metavar="MODEL_OR_CONFIG",
                    help="a config .toml, a network file whose map is one step R^n -> R^n, or "
                         "benchmark:NAME (double_integrator, quadrotor6d)")
     add_box_options(p, required=False, what="initial box")
-    p.add_argument("--steps", type=int, default=None, help="horizon K")
+    p.add_argument("--steps", type=positive_int, default=None, help="horizon K")
     p.add_argument("--method", default=None, choices=["one-shot", "recursive", "hybrid"],
                    help="one-shot (unrolled, tight), recursive (step by step, cheap) or hybrid "
                         "(default: one-shot)")
@@ -39,29 +40,44 @@ def register(subparsers) -> None:
                    help="bounding engine (default: crown)")
     p.add_argument("--template", default=None, choices=["box", "octagon"],
                    help="template directions (default: box)")
-    p.add_argument("--window", type=int, default=None, help="hybrid window in steps")
-    p.add_argument("--partitions", type=int, nargs="+", default=None, metavar="N",
+    p.add_argument("--window", type=positive_int, default=None, help="hybrid window in steps")
+    p.add_argument("--partitions", type=positive_int, nargs="+", default=None, metavar="N",
                    help="split X0 into N cells per coordinate (or one count per coordinate)")
-    p.add_argument("--refine", type=float, default=None, metavar="S",
+    p.add_argument("--refine", type=nonneg_float, default=None, metavar="S",
                    help="seconds of greedy refinement of the partition (default: 0, off)")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=nonneg_int, default=None,
                    help="simulated trajectories for the inner boxes (default: 20000)")
-    p.add_argument("--device", default=None, metavar="cpu|cuda",
+    p.add_argument("--device", type=torch_device, default=None, metavar="cpu|cuda",
                    help="torch device of the crown and lp-splitting engines (default cpu)")
-    p.add_argument("--controller", default=None, metavar="FILE",
+    p.add_argument("--intermediate", default=None, choices=["ibp", "crown", "splitting", "lp"],
+                   help="intermediate bounds of the LP engines (lp-splitting default: "
+                        "splitting, by the polished layer dual)")
+    p.add_argument("--max-iter", type=nonneg_int, default=None, metavar="N",
+                   help="lp-splitting: ADMM iterations of the output LPs (default 3000)")
+    p.add_argument("--polish-steps", type=nonneg_int, default=None, metavar="N",
+                   help="lp-splitting: slope-polishing steps of the output LPs and of each "
+                        "intermediate layer (default 500)")
+    add_input(p, "--controller", default=None, metavar="FILE",
                    help="controller u = pi(x) of a plant surrogate (.onnx, Keras .h5/.json, "
                         ".nnet, dynid .h5)")
-    p.add_argument("--gain", type=float, nargs="+", default=None, metavar="K",
+    p.add_argument("--gain", type=finite_float, nargs="+", default=None, metavar="K",
                    help="linear controller u = K x + offset instead of a file (K row-major: "
                         "inputs x states)")
-    p.add_argument("--offset", type=float, nargs="+", default=None, metavar="O",
+    p.add_argument("--offset", type=finite_float, nargs="+", default=None, metavar="O",
                    help="offset of the linear controller (default 0)")
-    p.add_argument("--u-lo", type=float, nargs="+", default=None, metavar="L",
+    p.add_argument("--u-lo", type=finite_float, nargs="+", default=None, metavar="L",
                    help="lower saturation limit of each input")
-    p.add_argument("--u-hi", type=float, nargs="+", default=None, metavar="H",
+    p.add_argument("--u-hi", type=finite_float, nargs="+", default=None, metavar="H",
                    help="upper saturation limit of each input")
-    p.add_argument("--out", default=None, help="write the reachable sets to this netCDF file")
-    p.add_argument("--report", default=None, help="write a self-contained HTML report")
+    add_output(p, "--out", default=None, help="write the reachable sets to this netCDF file")
+    add_output(p, "--report", default=None, help="write a self-contained HTML report")
+    p.add_argument("--for", dest="about", default="surrogate", choices=["surrogate", "plant"],
+                   help="sets of the surrogate (default) or of the plant: the true system of "
+                        "the model, through a certified model error (reach/plant.py)")
+    p.add_argument("--error-lo", type=finite_float, nargs="+", default=None, metavar="L",
+                   help="with --for plant: box where the model error is certified (default: "
+                        "the surrogate's sets, grown)")
+    p.add_argument("--error-hi", type=finite_float, nargs="+", default=None, metavar="H")
     add_json_option(p)
     p.set_defaults(func=handle)
 
@@ -111,26 +127,63 @@ def handle(args) -> int:
         cfg.options["partitions"] = (args.partitions[0] if len(args.partitions) == 1
                                      else list(args.partitions))
     cfg.options.setdefault("engine", "crown")
-    if args.device is not None:
-        if args.device != "cpu" and not args.device.startswith("cuda"):
-            raise ConfigError(f"--device must be cpu or cuda[:N], got {args.device!r}")
-        if args.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError(f"--device {args.device}: torch sees no CUDA device here; "
-                                  "use --device cpu")
+    if args.device is not None:   # checked by its argparse type (torch_device)
         cfg.options["engine_opts"] = {**(cfg.options.get("engine_opts") or {}),
                                       "device": args.device}
+    extra = {}
+    if args.intermediate is not None:
+        extra["intermediate"] = args.intermediate
+    if args.max_iter is not None:
+        extra["max_iter"] = args.max_iter
+    if args.polish_steps is not None:
+        extra["polish_steps"] = args.polish_steps
+        extra["intermediate_opts"] = {**(cfg.options.get("engine_opts") or {}).get(
+            "intermediate_opts", {}), "polish_steps": args.polish_steps}
+    if extra:
+        cfg.options["engine_opts"] = {**(cfg.options.get("engine_opts") or {}), **extra}
     if args.out is not None:
         cfg.out = Path(args.out)
     if args.report is not None:
         cfg.report = Path(args.report)
+    from dynid.options import check_output
+
+    # the config file's own out / report follow the same rule as --out / --report
+    for what, path in (("out", cfg.out), ("report", cfg.report)):
+        check_output(path, inputs=[target], overwrite=args.overwrite, name=what)
+    if cfg.out is not None and cfg.report is not None and Path(cfg.out) == Path(cfg.report):
+        raise ConfigError(f"out and report name the same file {cfg.out}")
+    if args.about == "plant":
+        from reach.plant import closed_loop_of, run_plant_config
+
+        if (args.error_lo is None) != (args.error_hi is None):
+            raise ConfigError("give both --error-lo and --error-hi (or neither)")
+        if args.error_lo is not None:
+            cfg.options["error_box"] = (args.error_lo, args.error_hi)
+        model, base = target, Path(".")       # the parts of a closed loop, from where they came
+        if target.endswith(".toml"):
+            from dynid.pipeline import read_toml
+
+            raw = read_toml(Path(target), "reach config")
+            raw = raw["reach"] if isinstance(raw.get("reach"), dict) else raw
+            model, controller, base = raw.get("model"), raw.get("controller"), Path(target).parent
+        loop = closed_loop_of(cfg.step_net, model, controller, base)
+        run = run_plant_config(cfg, progress=lambda m: print(f"  {m}", file=sys.stderr),
+                               loop=loop)
+        summary = run.summary()
+        if args.json != "-":
+            _print(run, {**summary, "method": run.dataset.attrs.get("method"),
+                         "engine": run.dataset.attrs.get("engine"),
+                         "cells": int(run.dataset.sizes["cell"])})
+        write_json(summary, args.json)
+        return 0
     run = run_config(cfg, progress=sys.stderr.isatty() or None)
     summary = run.summary()
     if args.json != "-":  # keep stdout pure JSON when it carries the JSON
         _print(run, summary)
     write_json(summary, args.json)
+    if not int(run.dataset.attrs.get("complete", 1)):
+        # Ctrl-C during the bounds: the finished cells were kept (and written); say so, 130
+        raise KeyboardInterrupt
     return 0
 
 
@@ -156,10 +209,13 @@ def _controller_options(args):
 
 
 def _print(run, summary) -> None:
+    from reach.disturbance import describe
+
     ds = run.dataset
     names = [str(s) for s in ds.state.values]
     print(f"reach: {summary['method']} / {summary['engine']}, {summary['steps']} steps, "
           f"{summary['cells']} cell(s), {summary['seconds']:.3f} s")
+    print(f"  {describe(ds)}")
     for s in ds.step.values:
         lo, hi = ds.box_lo.sel(step=s).values, ds.box_hi.sel(step=s).values
         box = "  ".join(f"{n} in [{a:.6g}, {b:.6g}]" for n, a, b in zip(names, lo, hi))
@@ -167,7 +223,10 @@ def _print(run, summary) -> None:
     if "error" in summary:
         print(f"error ratio at step {summary['steps']}: {summary['error']:.4g} against "
               f"{summary['samples']} sampled trajectories; sound: {summary['sound']}")
-    for v in run.verdicts:
+    if "true_runs" in summary:
+        print(f"{summary['true_runs']} runs of the true system, outside the plant's sets: "
+              f"{summary['true_runs_outside']}")
+    for v in getattr(run, "verdicts", ()):
         line = f"spec '{v.spec}': {v.status}"
         if v.witness is not None:   # a falsifying run, re-checked by a float64 forward pass
             line += f" (falsifying run from x0 = {[round(float(a), 6) for a in v.witness[0]]})"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dynid.cli.common import add_input, add_output
+
 RUN_HELP = """\
 Run a pipeline: the stages listed in the [run] table of a TOML file, in order (simulate,
 train, evaluate, certify, prune, controller, reach), each configured by its own table. Everything lands in
@@ -28,8 +30,8 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="run a pipeline file (TOML) end to end, with a report",
                        description=RUN_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", metavar="PIPELINE.toml", help="pipeline file")
-    p.add_argument("--out-dir", default=None, metavar="DIR",
+    add_input(p, "config", metavar="PIPELINE.toml", help="pipeline file")
+    add_output(p, "--out-dir", directory=True, default=None, metavar="DIR",
                    help="run folder (overrides [run] out_dir)")
     p.add_argument("--force", nargs="*", default=None, metavar="STAGE",
                    help="run these stages again even when up to date (no name: every stage)")

@@ -206,8 +206,11 @@ def _activation(act, name: str, source: str) -> bool:
 
 
 def _find_weights(root, name: str, h5_path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Kernel and bias of layer ``name``: by ``weight_names``, then by walking the group."""
+    """Kernel and bias of layer ``name``: by ``weight_names``, then by walking the group
+    (every dataset's declared size is checked before it is read)."""
     import h5py
+
+    from dynid.modelfile import read_dataset
 
     if name in root:
         grp = root[name]
@@ -218,8 +221,8 @@ def _find_weights(root, name: str, h5_path) -> tuple[np.ndarray, np.ndarray | No
                              f"{sorted(root.keys())}); is it the file saved with this JSON?")
     if "vars" in grp and isinstance(grp["vars"], h5py.Group):
         v = grp["vars"]
-        kernel = np.asarray(v["0"][...]) if "0" in v else None
-        bias = np.asarray(v["1"][...]) if "1" in v else None
+        kernel = read_dataset(v["0"], h5_path, f"layer '{name}' kernel") if "0" in v else None
+        bias = read_dataset(v["1"], h5_path, f"layer '{name}' bias") if "1" in v else None
         if kernel is None:
             raise ModelFileError(f"{h5_path}: layer '{name}' has no kernel under vars/0")
         return kernel, bias
@@ -229,7 +232,7 @@ def _find_weights(root, name: str, h5_path) -> tuple[np.ndarray, np.ndarray | No
         for wn in names:
             wn = wn.decode() if isinstance(wn, bytes) else str(wn)
             if wn in grp:
-                arr = np.asarray(grp[wn][...])
+                arr = read_dataset(grp[wn], h5_path, f"layer '{name}' {wn}")
                 leaf = wn.rsplit("/", 1)[-1]
                 if leaf.startswith("kernel"):
                     kernel = arr
@@ -243,7 +246,7 @@ def _find_weights(root, name: str, h5_path) -> tuple[np.ndarray, np.ndarray | No
                 leaf = path.rsplit("/", 1)[-1]
                 for key in found:
                     if leaf.startswith(key):
-                        found[key].append(np.asarray(obj[...]))
+                        found[key].append(read_dataset(obj, h5_path, f"layer '{name}' {path}"))
 
         grp.visititems(visit)
         if len(found["kernel"]) != 1 or len(found["bias"]) > 1:

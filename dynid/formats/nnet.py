@@ -78,7 +78,15 @@ def load_nnet(path, clip_inputs: bool = False) -> ReLUNet:
     if np.any(head != np.round(head)) or np.any(head < 1):
         raise ModelFileError(f"{path}: header {head.tolist()} must be four positive integers")
     n_layers, n_in, n_out = (int(v) for v in head[:3])
+    from dynid.modelfile import MAX_LAYERS, check_declared
+
+    if n_layers > MAX_LAYERS:
+        raise ModelFileError(f"{path}: header declares {n_layers} layers (at most {MAX_LAYERS})")
     sizes = take(n_layers + 1, "the layer sizes").astype(int)
+    budget = [nums.size]   # a text file holds what it holds: no size beyond its numbers
+    for i in range(n_layers):
+        check_declared(int(sizes[i + 1]) * int(sizes[i]) + int(sizes[i + 1]), path,
+                       f"layer {i + 1}", budget)
     if sizes[0] != n_in or sizes[-1] != n_out:
         raise ModelFileError(f"{path}: layer sizes {sizes.tolist()} disagree with inputSize "
                              f"{n_in} / outputSize {n_out}")

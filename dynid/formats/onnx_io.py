@@ -43,6 +43,7 @@ from dynid.atomic import atomic_path
 from dynid.errors import DynidError, ModelFileError, ShapeError, UnsupportedLayerError
 from dynid.formats.onnx_ops import run_node
 from dynid.formats.onnx_symbolic import Expr, UnitPool
+from dynid.modelfile import MAX_PARAMETERS, check_declared
 from dynid.relunet import ReLUNet
 from dynid.results import jsonable
 
@@ -138,6 +139,41 @@ def to_onnx_model(net: ReLUNet, dtype="float64", opset: int = 13):
 # ====================================================================== import
 
 
+# the symbolic conversion keeps an (inputs x inputs) matrix per value: cap the input size
+MAX_INPUTS = 4096
+
+
+def _check_initializer(init, source, budget) -> None:
+    """Declared dims of a constant against a limit and against the data the file holds,
+    before numpy materialises it."""
+    from onnx import TensorProto, helper
+
+    dims = [int(d) for d in init.dims]
+    if any(d < 0 for d in dims):
+        raise ModelFileError(f"{source}: constant '{init.name}' has negative dims {dims}")
+    n = check_declared(int(np.prod(dims, dtype=object)) if dims else 1, source,
+                       f"constant '{init.name}'", budget)
+    if init.data_location == TensorProto.EXTERNAL:
+        raise ModelFileError(f"{source}: constant '{init.name}' keeps its data in an external "
+                             "file; save the model with its data inside (onnx.save with "
+                             "save_as_external_data=False)")
+    if init.HasField("raw_data") or init.raw_data:
+        try:
+            size = helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        except Exception:
+            return
+        if len(init.raw_data) != n * size:
+            raise ModelFileError(f"{source}: constant '{init.name}' declares {n} values but "
+                                 f"holds {len(init.raw_data) // max(size, 1)}; the file is "
+                                 "corrupt")
+        return
+    held = max(len(init.float_data), len(init.double_data), len(init.int32_data),
+               len(init.int64_data), len(init.uint64_data), len(init.string_data))
+    if held != n and not (n == 0 and held == 0):
+        raise ModelFileError(f"{source}: constant '{init.name}' declares {n} values but holds "
+                             f"{held}; the file is corrupt")
+
+
 def load_onnx(path, input_shape=None, keep_layers: bool = True) -> ReLUNet:
     """Convert an ONNX model of affine operators and ReLUs into a :class:`ReLUNet`.
 
@@ -173,7 +209,9 @@ def load_onnx(path, input_shape=None, keep_layers: bool = True) -> ReLUNet:
     consts: dict[str, np.ndarray] = {}
     from onnx import numpy_helper
 
+    budget = [MAX_PARAMETERS]
     for init in graph.initializer:
+        _check_initializer(init, source, budget)
         consts[init.name] = numpy_helper.to_array(init)
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
@@ -191,6 +229,10 @@ def load_onnx(path, input_shape=None, keep_layers: bool = True) -> ReLUNet:
             raise ModelFileError(f"{source}: input '{inp.name}' has no shape; pass input_shape=")
     input_shape = tuple(int(s) for s in input_shape)
     n_in = int(np.prod(input_shape))
+    if n_in > MAX_INPUTS or min(input_shape, default=1) < 1:
+        raise ModelFileError(f"{source}: input '{inp.name}' declares shape {input_shape} "
+                             f"({n_in} values); dynid imports networks of 1..{MAX_INPUTS} "
+                             "inputs")
     builder = UnitPool(n_in)
     arr = np.zeros((n_in, 1 + n_in))
     arr[:, 1:] = np.eye(n_in)

@@ -16,7 +16,9 @@ Example
 """
 
 from dynid.milp.model import ModelError, QuadRow, SparseModel
-from dynid.milp.solve import STATUSES, SolveResult, available_solvers, solve
+from dynid.milp.solve import (STATUSES, SolveResult, available_solvers, solve,
+                              stop_if_interrupted)
+from dynid.milp.tolerances import bound_pad, padded_bound
 
 __all__ = ["SparseModel", "QuadRow", "ModelError", "SolveResult", "solve", "available_solvers",
-           "STATUSES"]
+           "STATUSES", "bound_pad", "padded_bound", "stop_if_interrupted"]

@@ -142,7 +142,8 @@ def _check_options(time_limit, threads, mip_gap):
 
 def solve(model, solver: str = "auto", *, time_limit: float | None = None,
           threads: int | None = None, mip_gap: float = 1e-4, log=None,
-          mip_gap_abs: float | None = None, options: dict | None = None) -> SolveResult:
+          mip_gap_abs: float | None = None, options: dict | None = None,
+          tolerances: str = "default") -> SolveResult:
     """Solve ``model`` and return a :class:`SolveResult` with a valid bound.
 
     Parameters
@@ -160,6 +161,11 @@ def solve(model, solver: str = "auto", *, time_limit: float | None = None,
         ``{"gurobi": {"FeasibilityTol": 1e-8}, "highs": {"mip_feasibility_tolerance": 1e-8},
         "scip": {"numerics/feastol": 1e-8}}``; with a named solver a flat dict of that
         solver's parameters is accepted too. An unknown parameter raises SolverError.
+    tolerances : "default" (the solver's own) or "tight" (every feasibility, optimality and
+        integrality tolerance at :data:`dynid.milp.tolerances.TIGHT`, whichever backend
+        answers; explicit ``options`` win). The tolerances used are in
+        ``result.info["tolerances"]``; :func:`dynid.milp.tolerances.bound_pad` turns them into
+        the pad that makes a MIP bound hold for the exact problem.
 
     Raises
     ------
@@ -183,6 +189,13 @@ def solve(model, solver: str = "auto", *, time_limit: float | None = None,
         raise ModelError(f"solve() needs a dynid.milp.SparseModel, got {type(model).__name__}")
     _check_options(time_limit, threads, mip_gap)
     per_solver = _split_options(options, solver)
+    if tolerances not in ("default", "tight"):
+        raise SolverError(f"tolerances must be 'default' or 'tight', got {tolerances!r}")
+    if tolerances == "tight":
+        from dynid.milp.tolerances import tight_options
+
+        per_solver = {name: {**tight_options(name), **per_solver.get(name, {})}
+                      for name in SOLVERS}
     opts = dict(time_limit=None if time_limit is None else float(time_limit),
                 threads=None if threads is None else int(threads),
                 mip_gap=float(mip_gap), mip_gap_abs=mip_gap_abs, log=log)
@@ -190,7 +203,7 @@ def solve(model, solver: str = "auto", *, time_limit: float | None = None,
     if solver not in SOLVERS + ("auto",):
         raise SolverError(f"unknown solver {solver!r}: use one of auto, gurobi, highs, scip")
     if model.n_vars == 0:  # nothing to decide: no solver needed (HiGHS rejects empty models)
-        return _finish(model, _solve_empty(model, solver), time.perf_counter() - t0, "")
+        return _finish(model, _solve_empty(model, solver), time.perf_counter() - t0, "", {})
     if solver == "auto":
         result, note = _solve_auto(model, opts, per_solver, t0)
     else:
@@ -206,7 +219,7 @@ def solve(model, solver: str = "auto", *, time_limit: float | None = None,
         except BackendUnavailable as exc:
             raise SolverError(f"solver {solver!r} cannot start: {exc}") from None
         note = ""
-    return _finish(model, result, time.perf_counter() - t0, note)
+    return _finish(model, result, time.perf_counter() - t0, note, per_solver)
 
 
 def _refuse_unsupported(model, solver: str) -> None:
@@ -280,7 +293,7 @@ def _pad(v: float, up: bool) -> float:
     return v + step if up else v - step
 
 
-def _finish(model, r: SolveResult, seconds: float, note: str) -> SolveResult:
+def _finish(model, r: SolveResult, seconds: float, note: str, per_solver) -> SolveResult:
     """Make the bound safe and consistent: an incumbent can only tighten how *low* a max bound
     may be (bound >= incumbent), infeasible gives -inf for max, and pad outward."""
     is_max = model.sense == "max"
@@ -301,6 +314,9 @@ def _finish(model, r: SolveResult, seconds: float, note: str) -> SolveResult:
         bound = math.inf if is_max else -math.inf
     info = dict(r.info)
     info["raw_bound"] = r.bound
+    from dynid.milp.tolerances import tolerances_of
+
+    info["tolerances"] = tolerances_of(r.solver, per_solver.get(r.solver))
     if objective is not None and r.status != "error":
         bound = max(bound, objective) if is_max else min(bound, objective)
     bound = _pad(bound, up=is_max)
@@ -336,45 +352,26 @@ def lp_dual_bound(model, y) -> float:
     >>> round(lp_dual_bound(m, [0.4, 0.2]), 6)
     2.8
     """
+    from dynid.milp.lp import DualBound
+
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if y.size != model.n_rows or not np.all(np.isfinite(y)):
         return infinite_bound(model.sense)
     sign = 1.0 if model.sense == "max" else -1.0  # work on max (sign * objective)
-    # solvers differ in their dual sign conventions; both signs give valid bounds: keep the best
-    best = min(_dual_bound_max(model, sign, y), _dual_bound_max(model, sign, -y))
+    best = DualBound.of(model)(sign * model.objective_vector(), y) + sign * model.obj_constant
+    # the constant is added in float64: pad for that one rounding too
+    best = best + _EPS_PAD * (1.0 + abs(best))
     return float(sign * best)
 
 
-def _dual_bound_max(model, sign, y) -> float:
-    """lp_dual_bound for ``max sign * objective``, in that max sense."""
-    eps = np.finfo(np.float64).eps
-    c = sign * model.objective_vector()
-    lo, hi = model.row_lo, model.row_hi
-    A = model.matrix()
-    # row part: y_i * (hi_i if y_i > 0 else lo_i); a multiplier on an infinite side is useless
-    y = np.where((y > 0) & ~np.isfinite(hi), 0.0, y)
-    y = np.where((y < 0) & ~np.isfinite(lo), 0.0, y)
-    row_terms = np.where(y > 0, y * np.where(np.isfinite(hi), hi, 0.0),
-                         y * np.where(np.isfinite(lo), lo, 0.0))
-    AT = A.T.tocsr()
-    r = c - AT @ y
-    # |rounding error of r_j| <= gamma_k (|c_j| + sum_i |A_ij y_i|), k = nnz in column j + 1
-    k = np.diff(AT.indptr) + 2
-    r_err = 1.01 * k * eps / (1 - k * eps) * (np.abs(c) + abs(AT) @ np.abs(y))
-    lb, ub = model.lb, model.ub
-    rl, rh = r - r_err, r + r_err  # the exact reduced cost lies in [rl, rh]
-    if np.any((rh > 0) & ~np.isfinite(ub)) or np.any((rl < 0) & ~np.isfinite(lb)):
-        return math.inf
-    # sup of r_j x_j over r_j in [rl, rh], x_j in [lb, ub]: a corner with a finite bound
-    with np.errstate(invalid="ignore"):
-        at_ub = np.where(np.isfinite(ub), np.maximum(rl * ub, rh * ub), -np.inf)
-        at_lb = np.where(np.isfinite(lb), np.maximum(rl * lb, rh * lb), -np.inf)
-    col_terms = np.maximum(at_ub, at_lb)
-    col_terms = np.where(np.isneginf(col_terms), 0.0, col_terms)  # free var with r == 0
-    terms = np.concatenate([row_terms, col_terms, [sign * model.obj_constant]])
-    total = float(np.sum(terms))
-    pad = 1.01 * (terms.size + 2) * eps * float(np.sum(np.abs(terms))) + 1e-300
-    return total + pad
+_EPS_PAD = 2.3e-16
+
+
+def stop_if_interrupted(result) -> None:
+    """Raise KeyboardInterrupt when ``result`` is a solve the user interrupted (Ctrl-C): code
+    that runs many solves calls this so one Ctrl-C stops all of them, not only the current one."""
+    if getattr(result, "status", None) == "interrupted":
+        raise KeyboardInterrupt
 
 
 def infinite_bound(sense: str) -> float:

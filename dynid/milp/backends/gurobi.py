@@ -201,10 +201,15 @@ def solve(model, *, time_limit=None, threads=None, mip_gap=1e-4, mip_gap_abs=Non
         status, objective, bound, xs, message = _read(GRB, m, x, model)
         if not model.is_mip and not model.is_quadratic and status in ("optimal", "time_limit"):
             safe = _safe_lp_bound(model, blocks)
-            if math.isfinite(safe):
+            rigorous = math.isfinite(safe)
+            if rigorous:
                 bound = safe
+        else:
+            rigorous = False
         info = {"solver_status": int(m.Status), "nodes": _safe(m, "NodeCount"),
                 "gurobi_size": size, "nonconvex": not model.is_convex}
+        if rigorous:
+            info["bound_kind"] = "lp-dual"
         if log is not None:
             throttle(progress_line(NAME, m.Runtime, objective, bound) + f"  [{status}]",
                      math.inf, force=True)

@@ -49,9 +49,9 @@ def _lp(highspy, model, zero_objective=False):
 
 def _highs(highspy, model, time_limit, threads, mip_gap, mip_gap_abs, options,
            zero_objective=False):
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("log_to_console", False)
+    from dynid.milp.lp import quiet_highs
+
+    h = quiet_highs(highspy, threads=None)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
     if threads is not None:
@@ -136,8 +136,10 @@ def solve(model, *, time_limit=None, threads=None, mip_gap=1e-4, mip_gap_abs=Non
     elif status == "time_limit":
         message = "highs hit the time limit" if key == "kTimeLimit" else f"highs stopped: {key}"
     info = h.getInfo()
-    objective, bound, xs = _values(h, info, model, status)
+    objective, bound, xs, rigorous = _values(h, info, model, status)
     extra = {"solver_status": key, "nodes": _num(getattr(info, "mip_node_count", None))}
+    if rigorous:
+        extra["bound_kind"] = "lp-dual"
     if throttle is not None:
         throttle(progress_line(NAME, time.perf_counter() - t0, objective, bound)
                  + f"  [{status}]", 0.0, force=True)
@@ -160,8 +162,9 @@ def _values(h, info, model, status):
     if xs is not None and xs.size != model.n_vars:
         xs, objective = None, None
     bound = infinite_bound(model.sense)
+    rigorous = False
     if status in ("infeasible", "unbounded", "error"):
-        return objective, bound, xs
+        return objective, bound, xs, rigorous
     if model.is_mip:
         b = float(info.mip_dual_bound)
         if math.isfinite(b) and abs(b) < 1e99:
@@ -172,9 +175,10 @@ def _values(h, info, model, status):
         sol = h.getSolution()
         if getattr(sol, "dual_valid", False):
             bound = lp_dual_bound(model, np.asarray(sol.row_dual, dtype=np.float64))
+            rigorous = math.isfinite(bound)
         if not math.isfinite(bound) and status == "optimal" and objective is not None:
             bound = objective
-    return objective, bound, xs
+    return objective, bound, xs, rigorous
 
 
 def _disambiguate(highspy, model, options, time_limit, t0):
