@@ -225,9 +225,9 @@ def test_cli_run_refusals_are_one_line_and_exit_2(tmp_path, capsys):
     clash = tmp_path / "a_file"
     clash.write_text("x")
     assert main(["run", str(good), "--out-dir", str(clash)]) == 2
-    assert "exists and is not a folder" in capsys.readouterr().err
+    assert "exists and is not a directory" in capsys.readouterr().err
     assert main(["run", str(good), "--out-dir", str(clash / "sub")]) == 2
-    assert "cannot create the run folder" in capsys.readouterr().err
+    assert "--out-dir: cannot create" in capsys.readouterr().err
     assert main(["run", str(good), "--out-dir", str(tmp_path / "r"), "--force", "fly"]) == 2
     assert "--force fly" in capsys.readouterr().err and not (tmp_path / "r").exists()
     assert main(["run", str(good), "--out-dir", str(tmp_path / "r"), "--workers", "0"]) == 2
