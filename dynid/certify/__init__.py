@@ -7,8 +7,13 @@
 - :func:`model_error` - a certified bound of |F_true - F_net| per state over a box.
 - :func:`encode_relunet` - the big-M encoding of one copy of a network.
 - :func:`max_box` - the largest certified box (a radius per dimension) keeping a spec.
+- :func:`invertible_analytic` - the MIP-free certificate of a CPL stack (docs/cpl.md).
+- :func:`boundary_distance` - exact L_p distance to the decision boundary, bracketed by CROWN
+  and an attack.
 """
 
+from dynid.certify.analytic import invertible_analytic
+from dynid.certify.boundary import boundary_distance
 from dynid.certify.encode import Encoding, encode_relunet
 from dynid.certify.invertibility import invertible_on, noninvertibility
 from dynid.certify.maxbox import keep_label, max_box, safe_set
@@ -18,4 +23,4 @@ from dynid.certify.radius import certified_radius
 
 __all__ = ["Encoding", "encode_relunet", "noninvertibility", "invertible_on",
            "certified_radius", "output_range", "model_error", "ModelErrorBound",
-           "max_box", "safe_set", "keep_label"]
+           "max_box", "safe_set", "keep_label", "invertible_analytic", "boundary_distance"]

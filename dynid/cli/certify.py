@@ -70,6 +70,10 @@ def register(subparsers) -> None:
     register_box(sub)
     register_model_error(sub)              # certify model-error (dynid/cli/model_error.py)
 
+    from dynid.cli.boundary import register as register_boundary   # dynid certify boundary
+
+    register_boundary(sub)
+
 
 def _box(net, args):
     if args.lo is None and args.hi is None:

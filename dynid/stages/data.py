@@ -15,9 +15,10 @@ system's input box), and for experiments experiments = 100 (their number), signa
 ``[train]`` data (default: the dataset of the simulate stage), arch = "residual", hidden =
 [32, 32], and every option of :func:`dynid.train.train` (epochs, batch_size, lr, schedule,
 weight_decay, val_fraction, patience, target_rmse, max_seconds, rollout_steps, rollout_weight,
-seed, dtype, device, threads), out = "model.h5". Training stops on epochs (or patience /
-target_rmse): the same table and seed give the same model bit for bit. ``max_seconds`` (a
-wall-clock limit) is off unless set; when it fires, the log and the report say so.
+seed, dtype, device, threads, arch_options: a table, e.g. ``{c = 0.9, gain = "scalar"}`` for
+arch = "cpl"), out = "model.h5". Training stops on epochs (or patience / target_rmse): the
+same table and seed give the same model bit for bit. ``max_seconds`` (a wall-clock limit) is
+off unless set; when it fires, the log and the report say so.
 
 ``[evaluate]`` model / data (default: the run's), steps = 50, initial_states = 20,
 seed = 12345, test_samples = 2000, grid = 60 (heat-map resolution per axis), figures = true,
@@ -44,7 +45,7 @@ SIMULATE_KEYS = {"system", "params", "dt", "map", "kind", "samples", "steps", "s
                  "experiments", "signal", "signal_options", "noise_std"}
 TRAIN_OPTIONS = {"epochs", "batch_size", "lr", "schedule", "weight_decay", "val_fraction",
                  "patience", "target_rmse", "max_seconds", "rollout_steps", "rollout_weight",
-                 "seed", "dtype", "device", "threads"}
+                 "seed", "dtype", "device", "threads", "arch_options"}
 TRAIN_KEYS = TRAIN_OPTIONS | {"data", "arch", "hidden", "out"}
 EVALUATE_KEYS = {"model", "data", "steps", "initial_states", "seed", "test_samples", "grid",
                  "figures", "out"}
@@ -106,7 +107,7 @@ SCHEMAS = {
         "max_seconds": sc.number(min=0, min_open=True), "rollout_steps": sc.integer(min=0),
         "rollout_weight": sc.number(min=0), "seed": sc.integer(min=0),
         "dtype": sc.string(("float32", "float64")), "device": sc.device(),
-        "threads": sc.integer(min=1), "out": sc.file_name()}),
+        "threads": sc.integer(min=1), "arch_options": sc.table(), "out": sc.file_name()}),
     "evaluate": sc.Schema({
         "model": sc.existing_file(), "data": sc.existing_file(), "steps": sc.integer(min=1),
         "initial_states": sc.integer(min=1), "seed": sc.integer(min=0),
