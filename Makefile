@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (the main job on the built-in example) and `make test`.
+# Two entry points: `make demo` (the main job on the built-in example) and `make test`
+# (`make demo-check` runs the demo twice and compares the files).
 # Each creates .venv when missing and installs the package. With no torch present, the
 # install takes torch 2.13.0 (the local CPU wheel on this kind of machine) before the
 # package's own `torch>=2.2` requirement is resolved, so no multi-GB CUDA build is pulled.
@@ -7,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dynid-installed
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo demo-check test test-all bench install clean
 
 install: $(STAMP)
 
@@ -20,6 +21,14 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/dynid run examples/brusselator.toml
+
+# the demo again, from scratch in a second folder, then every file compared (timings aside):
+# "identical" or the list of differences (exit 1)
+demo-check: $(STAMP)
+	$(VENV)/bin/dynid run examples/brusselator.toml
+	rm -rf runs/brusselator-again
+	$(VENV)/bin/dynid run examples/brusselator.toml --out-dir runs/brusselator-again
+	$(PY) -m dynid.reproduce runs/brusselator runs/brusselator-again
 
 test: $(STAMP)
 	@$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc

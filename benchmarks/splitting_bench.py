@@ -10,7 +10,10 @@ directions at step 5), side by side in one process:
 Usage::
 
     python benchmarks/splitting_bench.py [--quick] [--widths 100,200,400] [--cap SECONDS]
-        [--max-iter N] [--polish STEPS] [--final-iter N]
+        [--max-iter N] [--polish STEPS] [--final-iter N] [--device cpu|cuda]
+
+``--device cuda`` runs the splitting solver (and CROWN) on the GPU, for the CUDA rows beside
+the CPU ones; without a CUDA device it stops with one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -62,8 +65,12 @@ class PeakRSS:
         return False
 
 
+DEVICE = "cpu"   # set by --device
+
+
 def row(width, stage, method, sec, bounds, sound, gap=None, peak=None, **extra):
-    return {"width": width, "stage": stage, "method": method, "device": "cpu",
+    device = DEVICE if method.startswith(("splitting", "crown")) else "cpu"
+    return {"width": width, "stage": stage, "method": method, "device": device,
             "seconds": sec, "bounds": [float(v) for v in bounds], "sound": None if sound is None else bool(sound),
             "gap": gap, "peak_mb": peak, **extra}
 
@@ -100,8 +107,8 @@ def run_width(width: int, cap: float, max_iter: int, tol: float, log, polish: in
         ibp = np.array([hi_o[0], hi_o[1], -lo_o[0], -lo_o[1]])
     rows.append(row(width, "pipeline", "ibp", t.seconds, ibp, contains(ibp), peak=t.mb))
     with PeakRSS() as t:
-        init = crown_bounds(net, LO, HI)
-        _, crown = crown_output(net, LO, HI, C4, bounds=init)
+        init = crown_bounds(net, LO, HI, device=DEVICE)
+        _, crown = crown_output(net, LO, HI, C4, bounds=init, device=DEVICE)
     rows.append(row(width, "pipeline", "crown", t.seconds, crown, contains(crown), peak=t.mb))
     log(f"w={width}: IBP {np.round(ibp, 3)}, CROWN {np.round(crown, 3)}, sampled "
         f"{np.round(sampled, 3)}; {init.n_unstable} unstable units after CROWN")
@@ -115,9 +122,9 @@ def run_width(width: int, cap: float, max_iter: int, tol: float, log, polish: in
         log(f"w={width}: {name} pipeline")
         with PeakRSS() as t:
             sb = splitting_bounds(net, LO, HI, init, dtype=torch.float32, tol=tol, log=log,
-                                  **layer_kw)
-            fin = SplittingSolver(net, LO, HI, sb, dtype=torch.float32).solve(C4, tol=tol,
-                                                                              **final_kw)
+                                  device=DEVICE, **layer_kw)
+            fin = SplittingSolver(net, LO, HI, sb, dtype=torch.float32,
+                                  device=DEVICE).solve(C4, tol=tol, **final_kw)
         pipes[name] = (sb, fin, t, final_kw)
     # (a) HiGHS pipeline, capped
     with PeakRSS() as th:
@@ -138,8 +145,8 @@ def run_width(width: int, cap: float, max_iter: int, tol: float, log, polish: in
                     peak=tf.mb))
     for name, _, final_kw in variants:
         with PeakRSS() as tsf:
-            fin2 = SplittingSolver(net, LO, HI, sb, dtype=torch.float32).solve(
-                C4, tol=tol, **final_kw)
+            fin2 = SplittingSolver(net, LO, HI, sb, dtype=torch.float32,
+                                   device=DEVICE).solve(C4, tol=tol, **final_kw)
         sound_final = bool(np.all(fin2.bound >= ref - 1e-9) and contains(fin2.bound))
         rows.append(row(width, "final", name, tsf.seconds, fin2.bound, sound_final,
                         gap=float(np.max(fin2.gap / np.maximum(1, np.abs(fin2.bound)))),
@@ -177,8 +184,18 @@ def main(argv=None) -> int:
     p.add_argument("--name", default="splitting_bench", help="results/NAME.json")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: the machine is shared; HiGHS runs on 1 thread too)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the splitting solver and CROWN run (cuda: the GPU rows)")
     a = p.parse_args(argv)
     import torch
+
+    global DEVICE
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("splitting_bench: --device cuda needs a CUDA GPU, and torch sees none here "
+              "(torch.cuda.is_available() is False); run it on a GPU machine or use "
+              "--device cpu", file=sys.stderr)
+        return 2
+    DEVICE = a.device
 
     torch.set_num_threads(a.threads)
     widths = [100] if a.quick else [int(w) for w in a.widths.split(",")]
@@ -192,7 +209,8 @@ def main(argv=None) -> int:
                                                 "max_iter": max_iter, "tol": a.tol,
                                                 "polish": a.polish,
                                                 "final_iter": a.final_iter,
-                                                "threads": a.threads})
+                                                "threads": a.threads,
+                                                "device": a.device})
     print(markdown_table(rows, ["width", "stage", "method", "device", "seconds", "bounds",
                                 "sound", "gap", "peak_mb"]))
     return 0

@@ -84,6 +84,15 @@ class HtmlReport:
     def __len__(self) -> int:
         return len(self._parts)
 
+    def fragments(self, start: int = 0) -> list[str]:
+        """The HTML pieces added so far (from the ``start``-th), e.g. to store one stage's
+        section and :meth:`extend` a later report with it."""
+        return list(self._parts[start:])
+
+    def extend(self, fragments) -> None:
+        """Append pieces returned by :meth:`fragments` (trusted HTML, not escaped)."""
+        self._parts.extend(str(f) for f in fragments)
+
     def add_heading(self, text: str, level: int = 2) -> None:
         """A section heading (level 2..4; level 1 is the title)."""
         level = min(max(int(level), 2), 4)

@@ -14,6 +14,7 @@ A config file (every key but the model and the box is optional)::
     window = 2                         # hybrid only
     partitions = 2                     # cells per coordinate (or a list)
     refine = 0.0                       # seconds of greedy refinement (0 = off)
+    refine_cells = 64                  # or: refine until this many cells (reproducible)
     samples = 100000                   # simulated trajectories for the inner boxes
     out = "reach.nc"
     report = "report.html"
@@ -54,8 +55,8 @@ import numpy as np
 from dynid.errors import ConfigError
 
 KEYS = {"model", "benchmark", "lo", "hi", "steps", "method", "engine", "template", "window",
-        "partitions", "refine", "samples", "seed", "out", "report", "projections", "plant",
-        "spec", "engine_opts", "title", "controller"}
+        "partitions", "refine", "refine_cells", "samples", "seed", "out", "report",
+        "projections", "plant", "spec", "engine_opts", "title", "controller"}
 PLANT_KEYS = {"A", "B", "c", "u_lo", "u_hi"}
 CONTROLLER_KEYS = {"file", "gain", "offset", "u_lo", "u_hi"}
 
@@ -240,7 +241,8 @@ def config_from_dict(cfg: dict, net, defaults: dict, base: Path, source: str = "
     if steps is None:
         raise ConfigError("the horizon is missing: give steps = K")
     opts = {k: cfg[k] for k in ("method", "engine", "template", "window", "partitions",
-                                "refine", "samples", "seed", "projections", "engine_opts")
+                                "refine", "refine_cells", "samples", "seed", "projections",
+                                "engine_opts")
             if k in cfg}
     _check_values(opts, steps, lo, hi, net, specs)
     res = lambda p: None if p is None else (Path(p) if Path(p).is_absolute() else base / p)  # noqa
@@ -314,9 +316,13 @@ class ReachRun:
 
 
 def analyse(step_net, lo, hi, steps, *, method="one-shot", engine="crown", template="box",
-            window=None, partitions=None, refine=0.0, samples=20_000, seed=0, specs=(),
-            engine_opts=None, projections=None, progress=None) -> ReachRun:
+            window=None, partitions=None, refine=0.0, refine_cells=None, samples=20_000,
+            seed=0, specs=(), engine_opts=None, projections=None, progress=None,
+            executor=None) -> ReachRun:
     """Reachable sets, falsification (inner boxes and a soundness check) and spec verdicts.
+
+    ``refine`` (seconds) and/or ``refine_cells`` (a cell count: reproducible) switch on the
+    greedy partition refinement; ``executor`` runs the cells (:mod:`dynid.executor`).
 
     Example
     -------
@@ -326,19 +332,21 @@ def analyse(step_net, lo, hi, steps, *, method="one-shot", engine="crown", templ
     0
     """
     from reach.falsify import sampled_boxes
-    from reach.partition import refine as refine_cells
+    from reach.partition import refine as refine_partition
     from reach.reachability import reach
     from reach.specs import verdict
 
     t0 = time.perf_counter()
-    if refine and float(refine) > 0:
-        ds = refine_cells(step_net, lo, hi, steps, method=method, engine=engine,
-                          budget_s=float(refine), initial=partitions, template=template,
-                          engine_opts=engine_opts, seed=seed, progress=progress)
+    if (refine and float(refine) > 0) or refine_cells:
+        ds = refine_partition(step_net, lo, hi, steps, method=method, engine=engine,
+                              budget_s=float(refine) if refine else None,
+                              max_cells=int(refine_cells) if refine_cells else 4096,
+                              initial=partitions, template=template, engine_opts=engine_opts,
+                              seed=seed, progress=progress, executor=executor)
     else:
         ds = reach(step_net, lo, hi, steps, method=method, engine=engine, template=template,
                    window=window, partitions=partitions, engine_opts=engine_opts,
-                   progress=progress)
+                   progress=progress, executor=executor)
     seconds = time.perf_counter() - t0
     fals = None
     if samples and int(samples) > 0:
@@ -349,12 +357,12 @@ def analyse(step_net, lo, hi, steps, *, method="one-shot", engine="crown", templ
     return ReachRun(ds, fals, verdicts, seconds)
 
 
-def run_config(cfg: ReachConfig, progress=None) -> ReachRun:
+def run_config(cfg: ReachConfig, progress=None, executor=None) -> ReachRun:
     """Run a parsed config; write the netCDF and the HTML report it names."""
     opts = dict(cfg.options)
     projections = opts.pop("projections", None)
     run = analyse(cfg.step_net, cfg.lo, cfg.hi, cfg.steps, specs=cfg.specs, progress=progress,
-                  **opts)
+                  executor=executor, **opts)
     write_outputs(run, cfg.out, cfg.report, projections, cfg.title,
                   setup={"source": cfg.source} if cfg.source else None)
     return run

@@ -37,10 +37,29 @@ import numpy as np
 
 from dynid.errors import ConfigError, ShapeError
 from dynid.relunet import ReLUNet, linear
+from dynid.stages import schema as sc
 
 KEYS = {"model", "file", "equilibrium", "u_eq", "q", "r", "u_lo", "u_hi", "hidden", "fit_lo",
         "fit_hi", "samples", "iterations", "seed", "check_lo", "check_hi", "check_steps",
         "out"}
+
+
+_VEC = sc.any_of(sc.number(), sc.numbers())
+
+
+def _check_boxes(section: dict, where: str) -> None:
+    for a, b in (("u_lo", "u_hi"), ("fit_lo", "fit_hi"), ("check_lo", "check_hi")):
+        if isinstance(section.get(a), list) and isinstance(section.get(b), list):
+            sc.same_length(section, where, a, b)
+
+
+#: up-front checks of the ``[controller]`` table (see :mod:`dynid.stages.schema`)
+SCHEMAS = {"controller": sc.Schema({
+    "model": sc.existing_file(), "file": sc.existing_file(), "equilibrium": _VEC, "u_eq": _VEC,
+    "q": _VEC, "r": _VEC, "u_lo": _VEC, "u_hi": _VEC, "hidden": sc.integers(min=1, min_len=0),
+    "fit_lo": _VEC, "fit_hi": _VEC, "samples": sc.integer(min=1),
+    "iterations": sc.integer(min=1), "seed": sc.integer(min=0), "check_lo": _VEC,
+    "check_hi": _VEC, "check_steps": sc.integer(min=1), "out": sc.file_name()}, _check_boxes)}
 
 
 def plant_sizes(plant: ReLUNet) -> tuple[int, int]:

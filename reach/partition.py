@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from dynid.bounds.core import grid_cells
+from dynid.errors import ConfigError
 from dynid.relunet import ReLUNet, check_box
 
 
@@ -40,18 +41,21 @@ def _excess(c_lo, c_hi, s_lo, s_hi):
 
 
 def refine(step_net: ReLUNet, x0_lo, x0_hi, steps: int, *, method: str = "one-shot",
-           engine: str = "crown", budget_s: float = 10.0, initial=None, max_cells: int = 4096,
-           inner=None, final_engine: str | None = None, final_cell_width: float | None = None,
-           engine_opts: dict | None = None, n_samples: int = 20_000, seed: int = 0,
-           progress=None, target_ratio: float | None = None, template="box",
-           expand: int = 8):
-    """Greedy refinement of the partition of X0 under a time budget.
+           engine: str = "crown", budget_s: float | None = 10.0, initial=None,
+           max_cells: int = 4096, inner=None, final_engine: str | None = None,
+           final_cell_width: float | None = None, engine_opts: dict | None = None,
+           n_samples: int = 20_000, seed: int = 0, progress=None,
+           target_ratio: float | None = None, template="box", expand: int = 8,
+           executor=None):
+    """Greedy refinement of the partition of X0 under a cell count (and a time budget).
 
     Starts from the grid ``initial`` (default: one cell), bounds every cell, then repeatedly
     bisects the cell whose final-step box sticks out furthest beyond the sampled box
-    (along its longest side relative to X0) until
-    ``budget_s`` is spent, ``max_cells`` is reached, or the final box width is within
-    ``target_ratio`` times the sampled width in every coordinate.
+    (along its longest side relative to X0) until ``max_cells`` is reached, nothing sticks
+    out any more, the final box width is within ``target_ratio`` times the sampled width in
+    every coordinate, or ``budget_s`` seconds are spent (``None``: no time limit). Every stop
+    but the time budget is reproducible: the same call gives the same cells on any machine;
+    ``attrs['stopped']`` says which rule ended the refinement.
 
     ``final_engine`` (e.g. "mip") re-bounds the cells whose width is below ``final_cell_width``
     (relative to X0) with a more exact engine when they are the worst offenders.
@@ -59,7 +63,8 @@ def refine(step_net: ReLUNet, x0_lo, x0_hi, steps: int, *, method: str = "one-sh
     their halves are bounded in one batched pass.
 
     Returns the reach Dataset of the final partition (``attrs['refinements']`` counts the
-    bisections) computed with the same method and engine, every cell bound sound.
+    bisections) computed with the same method and engine, every cell bound sound. The cells
+    of each round are bounded in jobs of ``executor`` (see :func:`reach.reachability.reach`).
 
     Example
     -------
@@ -69,8 +74,7 @@ def refine(step_net: ReLUNet, x0_lo, x0_hi, steps: int, *, method: str = "one-sh
     True
     """
     from reach.falsify import sampled_boxes
-    from reach.reachability import _Unrolled, _dataset, _progress, _support, _window, \
-        reach_cells
+    from reach.reachability import _dataset, _progress, _support, _window, reach_boxes
     from reach.templates import template_matrix
 
     lo, hi = check_box(step_net, x0_lo, x0_hi, "initial box")
@@ -82,28 +86,38 @@ def refine(step_net: ReLUNet, x0_lo, x0_hi, steps: int, *, method: str = "one-sh
         s_lo, s_hi = f.inner_lo[steps], f.inner_hi[steps]
     else:
         s_lo, s_hi = (np.asarray(v, float) for v in inner)
-    unrolled = _Unrolled(step_net)
+    if budget_s is not None and not float(budget_s) >= 0:
+        raise ConfigError(f"refinement budget must be >= 0 seconds (or None), got {budget_s}")
+    if int(max_cells) < 1:
+        raise ConfigError(f"max_cells must be >= 1, got {max_cells}")
     t0 = time.perf_counter()
     tick = _progress(progress, 10**9, "refine") if progress else None
 
     def bound_cells(boxes, eng):
-        """Bound several cells (one batched CROWN pass with the crown engine)."""
-        res = reach_cells(step_net, [c[0] for c in boxes], [c[1] for c in boxes], steps, D=D,
-                          window=w, engine=eng, unrolled=unrolled, engine_opts=engine_opts)
+        """Bound several cells (one batched CROWN pass per job with the crown engine)."""
+        res = reach_boxes(step_net, [c[0] for c in boxes], [c[1] for c in boxes], steps, D=D,
+                          window=w, engine=eng, engine_opts=engine_opts, executor=executor,
+                          desc="refine")
         return [{"lo": c_lo, "hi": c_hi, "lower": low, "upper": up, "secs": secs, "engine": eng}
                 for (c_lo, c_hi), (low, up, secs) in zip(boxes, res)]
 
     cells = bound_cells(grid_cells(lo, hi, initial), engine)
     n_split = 0
     span = np.maximum(hi - lo, 1e-300)
+    stopped = "no gain"
     try:
         while True:
             f_lo = np.min([c["lower"][-1, :n] for c in cells], axis=0)
             f_hi = np.max([c["upper"][-1, :n] for c in cells], axis=0)
             if target_ratio is not None and np.all(
                     f_hi - f_lo <= target_ratio * np.maximum(s_hi - s_lo, 0)):
+                stopped = "target_ratio"
                 break
-            if time.perf_counter() - t0 > budget_s or len(cells) >= max_cells:
+            if len(cells) >= max_cells:
+                stopped = "max_cells"
+                break
+            if budget_s is not None and time.perf_counter() - t0 > budget_s:
+                stopped = "time budget"
                 break
             ex = np.array([_excess(c["lower"][-1, :n], c["upper"][-1, :n], s_lo, s_hi)
                            for c in cells])
@@ -133,7 +147,7 @@ def refine(step_net: ReLUNet, x0_lo, x0_hi, steps: int, *, method: str = "one-sh
             if tick:
                 tick(f"{len(cells)} cells")
     except KeyboardInterrupt:
-        pass
+        stopped = "interrupted"
     finally:
         if tick:
             tick.close()
@@ -152,7 +166,8 @@ def refine(step_net: ReLUNet, x0_lo, x0_hi, steps: int, *, method: str = "one-sh
                                template=template if isinstance(template, str) else "matrix",
                                steps=int(steps), n_cells=P,
                                seconds_total=time.perf_counter() - t0, complete=1,
-                               engine_opts="{}", x0_lo=lo, x0_hi=hi, refinements=n_split))
+                               engine_opts="{}", x0_lo=lo, x0_hi=hi, refinements=n_split,
+                               stopped=stopped))
 
 
 __all__ = ["grid_cells", "bisect", "refine"]

@@ -84,6 +84,17 @@ class _Unrolled:
         return self.cache[k]
 
 
+_LAST_UNROLLED: list = [None, None]   # [net, _Unrolled]: the cells of one run share it
+
+
+def _unrolled_for(net: ReLUNet) -> _Unrolled:
+    """The unrolling cache of ``net`` (kept for the last net seen in this process, so the
+    jobs of one partition that run here do not rebuild it)."""
+    if _LAST_UNROLLED[0] is not net:
+        _LAST_UNROLLED[:] = [net, _Unrolled(net)]
+    return _LAST_UNROLLED[1]
+
+
 def _window(method: str, steps: int, window) -> int:
     if method == "one-shot":
         return steps
@@ -142,7 +153,7 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
     from reach.engines import engine_options, intermediate_for
 
     n = step_net.n_in
-    unrolled = unrolled or _Unrolled(step_net)
+    unrolled = unrolled or _unrolled_for(step_net)
     opts = engine_options(engine, engine_opts)
     reuse = (engine in _REUSES_BOUNDS and "bounds" not in opts
              and not step_net.relu[-1].any())
@@ -195,7 +206,7 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
     LO = np.atleast_2d(np.asarray(LO, dtype=np.float64))
     HI = np.atleast_2d(np.asarray(HI, dtype=np.float64))
     opts = dict(engine_opts or {})
-    unrolled = unrolled or _Unrolled(step_net)
+    unrolled = unrolled or _unrolled_for(step_net)
     batched = (engine == "crown" and not (set(opts) - {"intermediate", "device"})
                and opts.get("intermediate", "crown") == "crown" and not step_net.relu[-1].any())
     if not batched or LO.shape[0] == 1:
@@ -225,10 +236,46 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
     return [(lower[i], upper[i], secs[i]) for i in range(B)]
 
 
+def cell_chunk(engine: str) -> int:
+    """Cells per job: a batched CROWN pass takes CELL_BATCH cells, other engines one. Fixed
+    by the engine alone, so every executor runs the very same jobs."""
+    return CELL_BATCH if engine == "crown" else 1
+
+
+def _cells_job(step_net, LO, HI, unrolled, **kw):
+    """One job of :func:`reach_boxes`: :func:`reach_cells` with ``unrolled`` passed on."""
+    return reach_cells(step_net, LO, HI, unrolled=unrolled, **kw)
+
+
+def reach_boxes(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window: int,
+                engine: str = "crown", engine_opts=None, executor=None, on_result=None,
+                desc: str = "reach cells", unrolled=None, extra=None):
+    """:func:`reach_cells` for many boxes, in jobs of :func:`cell_chunk` boxes run by
+    ``executor`` (a :class:`dynid.executor.Executor`; default in-process). Returns one
+    ``(lower, upper, seconds)`` per box, in box order; ``on_result(first_box, results)`` sees
+    each job's results as they arrive (so an interrupted run keeps them). ``unrolled`` and
+    ``extra``: as in :func:`reach_cells` (a plant's disturbed unrolling; its content is in
+    ``extra`` and ``window``, so it is left out of the jobs' journal keys)."""
+    from dynid.executor import resolve
+    from dynid.journal import Volatile
+
+    LO = np.atleast_2d(np.asarray(LO, dtype=np.float64))
+    HI = np.atleast_2d(np.asarray(HI, dtype=np.float64))
+    chunk = cell_chunk(engine)
+    starts = list(range(0, LO.shape[0], chunk))
+    jobs = [(step_net, LO[s:s + chunk], HI[s:s + chunk], Volatile(unrolled)) for s in starts]
+    done = resolve(executor).map(
+        _cells_job, jobs, kwargs=dict(steps=int(steps), D=D, window=int(window),
+                                      engine=engine, engine_opts=engine_opts, extra=extra),
+        desc=desc, on_result=None if on_result is None else
+        (lambda k, res: on_result(starts[k], res)))
+    return [r for res in done for r in res]
+
+
 def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
           engine: str = "crown", template="box", window: int | None = None,
           partitions=None, cells=None, progress=None, engine_opts: dict | None = None,
-          state_names=None, model_error=None, error_box=None):
+          state_names=None, model_error=None, error_box=None, executor=None):
     """Sound per-step over-approximations of the states reachable from the box X0.
 
     Parameters
@@ -249,6 +296,8 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
         (an array or a :class:`dynid.certify.model_error.ModelErrorBound`): sets of the plant,
         see :mod:`reach.disturbance`; ``error_box`` = (lo, hi) where e holds (default: the
         bound's box). ``attrs['about']`` says which.
+    executor : a :class:`dynid.executor.Executor` that runs the cells (in jobs of
+        :func:`cell_chunk` cells; default in-process): the sets do not depend on which
 
     Returns
     -------
@@ -294,33 +343,32 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     lower = np.full((steps + 1, m, P), np.nan)
     upper = np.full((steps + 1, m, P), np.nan)
     seconds = np.zeros(steps + 1)
-    unrolled, plant, extra = _Unrolled(step_net), None, None
+    unrolled, plant, extra = None, None, None
     if model_error is not None:        # the plant: F(x) + w, w in [-e, e] (reach.disturbance)
         from reach.disturbance import PlantSetup
 
         plant = PlantSetup(step_net, model_error, w, error_box)
         unrolled, extra = plant.unrolled, plant.extra
+    for c, (clo, chi) in enumerate(cells):
+        lower[0, :, c], upper[0, :, c] = _support(D, clo, chi)
     tick = _progress(progress, P * steps, f"reach {method}/{engine}")
     t_start = time.perf_counter()
     complete = True
+    n_done = [0]
+
+    def store(start, res):   # cells arrive job by job (in any order with workers)
+        for c, (lo_c, up_c, secs) in enumerate(res, start):
+            lower[1:, :, c], upper[1:, :, c] = lo_c, up_c
+            seconds[1:] += secs
+        n_done[0] += len(res)
+        tick(f"{n_done[0]} of {P} cells", n=len(res) * steps)
+
     try:
-        chunk = CELL_BATCH if engine == "crown" else 1
-        for start in range(0, P, chunk):
-            part = cells[start:start + chunk]
-            for c, (clo, chi) in enumerate(part, start):
-                lower[0, :, c], upper[0, :, c] = _support(D, clo, chi)
-            if len(part) == 1:
-                res = [reach_cell(step_net, part[0][0], part[0][1], steps, D=D, window=w,
-                                  engine=engine, unrolled=unrolled, engine_opts=engine_opts,
-                                  tick=tick, extra=extra)]
-            else:   # many cells: one batched CROWN pass (same bounds, fewer Python steps)
-                res = reach_cells(step_net, [c[0] for c in part], [c[1] for c in part], steps,
-                                  D=D, window=w, engine=engine, unrolled=unrolled,
-                                  engine_opts=engine_opts, extra=extra)
-                tick(f"{start + len(part)} of {P} cells", n=len(part) * steps)
-            for c, (lo_c, up_c, secs) in enumerate(res, start):
-                lower[1:, :, c], upper[1:, :, c] = lo_c, up_c
-                seconds[1:] += secs
+        # cells in jobs (one batched CROWN pass per CELL_BATCH cells, else one cell a job)
+        reach_boxes(step_net, [c[0] for c in cells], [c[1] for c in cells], steps, D=D,
+                    window=w, engine=engine, engine_opts=engine_opts, executor=executor,
+                    on_result=store, desc=f"reach {engine}",
+                    unrolled=unrolled, extra=extra)
     except KeyboardInterrupt:
         complete = False
     finally:
@@ -428,4 +476,5 @@ def load_reach(path):
     return ds
 
 
-__all__ = ["reach", "reach_cell", "final_box", "save_reach", "load_reach", "METHODS"]
+__all__ = ["reach", "reach_cell", "reach_cells", "reach_boxes", "cell_chunk", "final_box",
+           "save_reach", "load_reach", "METHODS"]

@@ -3,7 +3,8 @@
 Keys of the ``[reach]`` table, with defaults: model (default: the run's model), lo / hi
 (default: the central 10 % of the model's training domain in every coordinate), steps = 5,
 method = "one-shot", engine = "crown", template = "box", window, partitions, refine = 0
-(seconds of greedy refinement), samples = 20000, seed = 0, projections = [[0, 1]],
+(seconds of greedy refinement), refine_cells (refine until this many cells: reproducible,
+unlike a time budget), samples = 20000, seed = 0, projections = [[0, 1]],
 spec = [ {type = "box", lo = .., hi = ..}, ... ], out = "reach.nc", controller = {file = ..,
 gain = .., offset = .., u_lo = .., u_hi = ..} (for a plant surrogate with inputs; default: the
 controller of the run's ``controller`` stage, saturated at its recorded limits), for = "both"
@@ -26,10 +27,44 @@ from pathlib import Path
 import numpy as np
 
 from dynid.errors import ConfigError
+from dynid.stages import schema as sc
 
 KEYS = {"model", "lo", "hi", "steps", "method", "engine", "template", "window", "partitions",
-        "refine", "samples", "seed", "projections", "spec", "out", "engine_opts", "plant",
-        "benchmark", "title", "controller", "for", "model_error"}
+        "refine", "refine_cells", "samples", "seed", "projections", "spec", "out", "engine_opts",
+        "plant", "benchmark", "title", "controller", "for", "model_error"}
+
+
+def _engines():
+    from reach.engines import list_engines
+
+    return list_engines()
+
+
+def _benchmarks():
+    from reach.benchmarks import BENCHMARKS
+
+    return sorted(BENCHMARKS)
+
+
+_PAIR = sc.integers(min=0)
+SCHEMAS = {"reach": sc.Schema({
+    "model": sc.existing_file(), "lo": sc.numbers(), "hi": sc.numbers(),
+    "steps": sc.integer(min=1), "method": sc.string(("one-shot", "recursive", "hybrid")),
+    "engine": sc.string(_engines),
+    "template": sc.any_of(sc.string(("box", "octagon")),
+                          sc.Check("a list of direction rows", lambda v, _: isinstance(v, list)
+                                   and len(v) > 0
+                                   and all(sc.numbers().accepts(r) is True for r in v))),
+    "window": sc.integer(min=1), "partitions": sc.any_of(sc.integer(min=1), sc.integers(min=1)),
+    "refine": sc.number(min=0), "refine_cells": sc.integer(min=1, max=100_000),
+    "samples": sc.integer(min=0), "seed": sc.integer(min=0),
+    "projections": sc.Check("a list of [i, j] index pairs", lambda v, _: isinstance(v, list)
+                            and all(_PAIR.accepts(p) is True and len(p) == 2 for p in v)),
+    "spec": sc.tables(), "out": sc.file_name(), "engine_opts": sc.table(),
+    "plant": sc.table(), "benchmark": sc.string(_benchmarks), "title": sc.string(),
+    "controller": sc.table(), "for": sc.string(("surrogate", "plant", "both")),
+    "model_error": sc.table()},
+    sc.same_length)}
 
 
 def _default_box(net):
@@ -77,7 +112,8 @@ def run(section: dict, ctx) -> None:
     ctx.log(f"reachable sets over {rc.steps} steps from [{rc.lo.tolist()}, {rc.hi.tolist()}] "
             f"({rc.options.get('method', 'one-shot')}, {rc.options['engine']})")
     projections = rc.options.get("projections")
-    result = run_config(rc, progress=lambda msg: None)
+    result = run_config(rc, progress=lambda msg: None,
+                        executor=getattr(ctx, "executor", None))
     summary = result.summary()
     ctx.log(f"done in {summary['seconds']:.2f} s; final-step error ratio "
             f"{summary.get('error', float('nan')):.4g}, sound: {summary.get('sound')}")

@@ -335,6 +335,9 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
                                          symmetric=(ball is None and y_box is None), log=log)
                 info["tighten_rounds"] = db.info.get("tighten_rounds", 0)
                 info["tighten_seconds"] = db.info.get("tighten_seconds", 0.0)
+                if db.info.get("tighten_time_limit_hit"):
+                    # recorded: the bounds (not their soundness) then depend on the load
+                    info["tighten_time_limit_hit"] = True
             d_lo, d_hi = db.d_lo, db.d_hi
             lp_bound = _norm_from_box(d_lo, d_hi, p)
             d, dzs = add_copy_differences(model, net, (ex.x, ex.h), (ey.x, ey.h), bx, by, db)
@@ -418,7 +421,9 @@ def _stop_at(tol: float, p: float, n: int) -> float:
 
 
 def _tighten_budget(time_limit):
-    return 30.0 if time_limit is None else max(0.05, 0.3 * time_limit)
+    # no time limit: no wall clock either (the rounds bound the work), so the same query
+    # gives the same bounds on a busy or an idle machine, in any process (issue 16)
+    return None if time_limit is None else max(0.05, 0.3 * time_limit)
 
 
 def norm_name(p: float) -> str:
@@ -435,7 +440,9 @@ def invertible_on(net: ReLUNet, lo, hi, *, cells: int | None = None, progress=No
     apart need no solver, and each remaining MIP is smaller and better bounded than the global
     one, which often turns a time-limited ``unknown`` into a certificate. ``time_limit`` is then
     the budget of the whole grid (each pair gets what is left, shared over the pairs still to
-    do); the first confirmed witness ends the search. ``progress(msg)`` reports each pair.
+    do); the first confirmed witness ends the search. ``progress(msg)`` reports each pair;
+    ``executor=`` (a :class:`dynid.executor.Executor`) runs the pairs in worker processes or
+    on a Dask cluster, with the same result.
 
     Example
     -------
@@ -446,6 +453,7 @@ def invertible_on(net: ReLUNet, lo, hi, *, cells: int | None = None, progress=No
     """
     kw.setdefault("norm", "inf")
     if not cells or cells <= 1:
+        kw.pop("executor", None)    # one MIP: nothing to distribute
         return noninvertibility(net, lo, hi, query="invertible_on", **kw)
     from dynid.certify.cellpairs import invertible_by_cells
 

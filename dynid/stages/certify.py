@@ -29,13 +29,30 @@ import numpy as np
 from dynid.atomic import write_text_atomic
 from dynid.errors import ConfigError
 from dynid.results import jsonable
+from dynid.stages import schema as sc
 
 KEYS = {"model", "lo", "hi", "norm", "delta", "tol", "solver", "time_limit", "cells", "grid",
         "out", "pairs", "method"}
+SCHEMAS = {"certify": sc.Schema({
+    "model": sc.existing_file(), "lo": sc.numbers(), "hi": sc.numbers(), "norm": sc.norm(),
+    "delta": sc.number(min=0), "tol": sc.number(min=0), "solver": sc.solver(),
+    "time_limit": sc.number(min=0, min_open=True), "cells": sc.integer(min=0, max=64),
+    "grid": sc.integer(min=2), "out": sc.file_name(), "pairs": sc.literal("auto", True, False),
+    "method": sc.literal("auto", "analytic", "mip")},
+    sc.same_length)}
+
+
+def _box_job(net, lo, hi, **opts):
+    """One invertibility MIP on a box (a job of :mod:`dynid.executor`)."""
+    from dynid.certify import noninvertibility
+    from dynid.executor import job_threads
+
+    return noninvertibility(net, lo, hi, log=None, threads=job_threads(), **opts)
 
 
 def run(section: dict, ctx) -> None:
-    from dynid.certify import invertible_on, noninvertibility
+    from dynid.certify import invertible_on
+    from dynid.executor import resolve
     from dynid.modelfile import load_model
     from dynid.pipeline import check_keys
 
@@ -62,28 +79,36 @@ def run(section: dict, ctx) -> None:
         raise ConfigError(f"[certify] pairs must be \"auto\", true or false, got {pairs!r}")
     ctx.log(f"invertibility of the surrogate on [{lo.tolist()}, {hi.tolist()}] "
             f"({opts['norm']}-norm)")
+    executor = resolve(getattr(ctx, "executor", None))
     global_cert = None
-    if pairs is not True or cells < 2:
-        cert = global_cert = noninvertibility(net, lo, hi, log=None, **opts)
+    if pairs is not True or cells < 2:   # one job, so that a resumed run need not redo it
+        cert = global_cert = executor.map(_box_job, [(net, lo, hi)], kwargs=opts,
+                                          desc="global query")[0]
         ctx.log(cert.summary())
     if cells >= 2 and (pairs is True or (pairs == "auto" and not cert.certified
                                          and cert.status.value != "counterexample")):
         ctx.log(f"cell-pair verdict on a {cells} x {cells} grid")
-        pc = invertible_on(net, lo, hi, cells=cells, progress=lambda m: ctx.log(m), **opts)
+        pc = invertible_on(net, lo, hi, cells=cells, progress=lambda m: ctx.log(m),
+                           executor=executor, **opts)
         ctx.log(pc.summary())
         if global_cert is None or pc.status.value != "unknown":
             cert = pc
     cell_certs = []
     if cells > 0 and net.n_in >= 2 and not cert.certified:
         edges = [np.linspace(lo[k], hi[k], cells + 1) for k in range(2)]
+        sub = []
         for i in range(cells):
             for j in range(cells):
                 clo, chi = lo.copy(), hi.copy()
                 clo[:2] = edges[0][i], edges[1][j]
                 chi[:2] = edges[0][i + 1], edges[1][j + 1]
-                c = noninvertibility(net, clo, chi, **opts)
-                cell_certs.append({"lo": clo, "hi": chi, **c.to_dict()})
-                ctx.log(f"cell {i},{j}: {c.status.value} value={c.value:.4g}")
+                sub.append((net, clo, chi))
+        found = executor.map(_box_job, sub, kwargs=opts, desc="cells",
+                             on_result=lambda n, c: ctx.log(
+                                 f"cell {n // cells},{n % cells}: {c.status.value} "
+                                 f"value={c.value:.4g}"))
+        cell_certs = [{"lo": clo, "hi": chi, **c.to_dict()}
+                      for (_, clo, chi), c in zip(sub, found)]
     result = {"method": "mip", "domain": {"lo": lo, "hi": hi}, "invertibility": cert.to_dict(),
               "cells": cell_certs, "verdict": _verdict(cert)}
     if global_cert is not None and global_cert is not cert:

@@ -15,8 +15,10 @@ system's input box), and for experiments experiments = 100 (their number), signa
 ``[train]`` data (default: the dataset of the simulate stage), arch = "residual", hidden =
 [32, 32], and every option of :func:`dynid.train.train` (epochs, batch_size, lr, schedule,
 weight_decay, val_fraction, patience, target_rmse, max_seconds, rollout_steps, rollout_weight,
-seed, dtype, device, arch_options: a table, e.g. ``{c = 0.9, gain = "scalar"}`` for
-arch = "cpl"), out = "model.h5".
+seed, dtype, device, threads, arch_options: a table, e.g. ``{c = 0.9, gain = "scalar"}`` for
+arch = "cpl"), out = "model.h5". Training stops on epochs (or patience / target_rmse): the
+same table and seed give the same model bit for bit. ``max_seconds`` (a wall-clock limit) is
+off unless set; when it fires, the log and the report say so.
 
 ``[evaluate]`` model / data (default: the run's), steps = 50, initial_states = 20,
 seed = 12345, test_samples = 2000, grid = 60 (heat-map resolution per axis), figures = true,
@@ -36,16 +38,82 @@ from dynid.atomic import write_text_atomic
 from dynid.errors import ConfigError
 from dynid.pipeline import RunContext, check_keys
 from dynid.results import jsonable
+from dynid.stages import schema as sc
 
 SIMULATE_KEYS = {"system", "params", "dt", "map", "kind", "samples", "steps", "sampling",
                  "lo", "hi", "seed", "out", "trajectory_samples", "u_lo", "u_hi",
                  "experiments", "signal", "signal_options", "noise_std"}
 TRAIN_OPTIONS = {"epochs", "batch_size", "lr", "schedule", "weight_decay", "val_fraction",
                  "patience", "target_rmse", "max_seconds", "rollout_steps", "rollout_weight",
-                 "seed", "dtype", "device", "arch_options"}
+                 "seed", "dtype", "device", "threads", "arch_options"}
 TRAIN_KEYS = TRAIN_OPTIONS | {"data", "arch", "hidden", "out"}
 EVALUATE_KEYS = {"model", "data", "steps", "initial_states", "seed", "test_samples", "grid",
                  "figures", "out"}
+
+
+def _systems():
+    from dynid.systems import list_systems
+
+    return list_systems()
+
+
+def _architectures():
+    from dynid.models import ARCHITECTURES
+
+    return ARCHITECTURES
+
+
+def _signals():
+    from dynid.excitation import SIGNALS
+
+    return SIGNALS
+
+
+def _check_simulate(section: dict, where: str) -> None:
+    sc.same_length(section, where)
+    if isinstance(section.get("u_lo"), list) and isinstance(section.get("u_hi"), list):
+        sc.same_length(section, where, "u_lo", "u_hi")
+    from dynid.errors import DynidError
+    from dynid.systems import get_system
+
+    try:   # unknown parameter names, impossible values: the system says so
+        get_system(section["system"], **section.get("params", {}))
+    except DynidError as exc:
+        raise ConfigError(f"{where} {exc}") from None
+
+
+_bound = sc.any_of(sc.number(), sc.numbers())
+
+#: up-front checks of the tables (see :mod:`dynid.stages.schema`)
+SCHEMAS = {
+    "simulate": sc.Schema({
+        "system": sc.required(sc.string(_systems)), "params": sc.table(sc.number()),
+        "dt": sc.number(min=0, min_open=True), "map": sc.string(("flow", "euler", "rk4")),
+        "kind": sc.string(("pairs", "trajectories", "experiments")),
+        "samples": sc.integer(min=1), "steps": sc.integer(min=1),
+        "sampling": sc.string(("uniform", "lhs", "grid")),
+        "lo": sc.numbers(), "hi": sc.numbers(), "seed": sc.integer(min=0),
+        "out": sc.file_name(), "trajectory_samples": sc.integer(min=0),
+        "u_lo": _bound, "u_hi": _bound, "experiments": sc.integer(min=1),
+        "signal": sc.string(_signals), "signal_options": sc.table(),
+        "noise_std": sc.number(min=0)}, _check_simulate),
+    "train": sc.Schema({
+        "data": sc.existing_file(), "arch": sc.string(_architectures),
+        "hidden": sc.integers(min=1), "epochs": sc.integer(min=1),
+        "batch_size": sc.integer(min=1), "lr": sc.number(min=0, min_open=True),
+        "schedule": sc.string(("cosine", "plateau", "none")), "weight_decay": sc.number(min=0),
+        "val_fraction": sc.number(min=0, max=1, max_open=True), "patience": sc.integer(min=1),
+        "target_rmse": sc.number(min=0, min_open=True),
+        "max_seconds": sc.number(min=0, min_open=True), "rollout_steps": sc.integer(min=0),
+        "rollout_weight": sc.number(min=0), "seed": sc.integer(min=0),
+        "dtype": sc.string(("float32", "float64")), "device": sc.device(),
+        "threads": sc.integer(min=1), "arch_options": sc.table(), "out": sc.file_name()}),
+    "evaluate": sc.Schema({
+        "model": sc.existing_file(), "data": sc.existing_file(), "steps": sc.integer(min=1),
+        "initial_states": sc.integer(min=1), "seed": sc.integer(min=0),
+        "test_samples": sc.integer(min=1), "grid": sc.integer(min=2),
+        "figures": sc.boolean(), "out": sc.file_name()}),
+}
 
 
 def simulate_dataset(system_name: str, *, params=None, dt=0.1, method="flow", kind="pairs",
@@ -210,6 +278,10 @@ def train(section: dict, ctx: RunContext) -> None:
                           "epochs": summary["epochs"], "stopped": summary["stopped"],
                           "validation one-step RMSE": summary["best_val_rmse"],
                           "seconds": summary["seconds"]})
+    if summary["stopped"] == "max_seconds":
+        ctx.report.add_text(f"Training was ended by the wall-clock limit max_seconds = "
+                            f"{summary['max_seconds']} after {summary['epochs']} epochs: this "
+                            "model depends on how fast the machine was.")
     fig = history_figure(summary["history"])
     save_png(fig, ctx.run_dir / "training.png")
     ctx.report.add_figure(fig, "validation one-step RMSE during training")

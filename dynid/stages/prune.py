@@ -7,6 +7,8 @@ Config keys (all optional): ``levels`` (default [0.1, 0.3, 0.5, 0.7, 0.9]), ``st
 ``method`` ("ours" | "naive"), ``solver``, ``time_limit`` (per level, default 120 s), ``lo``/``hi``
 (default: the model's training domain), ``model``, ``data``, ``save_models`` (default true).
 Results: ``ctx.summary["prune"]``, ``prune.json``, ``prune_<pct>.h5``, ``prune.png``.
+Each level is one job of the run's executor (``dynid run --workers N``), so the levels run in
+parallel and an interrupted stage resumes at the first unfinished level.
 """
 
 from __future__ import annotations
@@ -16,9 +18,21 @@ import json
 import numpy as np
 
 from dynid.errors import ConfigError
+from dynid.stages import schema as sc
 
 KEYS = {"levels", "structured", "per_layer", "epochs", "lr", "norm", "method", "solver",
         "time_limit", "lo", "hi", "model", "data", "save_models", "out"}
+SCHEMAS = {"prune": sc.Schema({
+    "levels": sc.Check("a non-empty list of sparsities in [0, 1)",
+                       lambda v, _: isinstance(v, list) and len(v) > 0
+                       and all(sc.number(min=0, max=1, max_open=True).accepts(x) is True
+                               for x in v)),
+    "structured": sc.boolean(), "per_layer": sc.boolean(), "epochs": sc.integer(min=0),
+    "lr": sc.number(min=0, min_open=True), "norm": sc.norm(),
+    "method": sc.string(("ours", "naive")), "solver": sc.solver(),
+    "time_limit": sc.number(min=0, min_open=True), "lo": sc.numbers(), "hi": sc.numbers(),
+    "model": sc.existing_file(), "data": sc.existing_file(), "save_models": sc.boolean(),
+    "out": sc.file_name()}, sc.same_length)}
 
 
 def _box(net, section, X):
@@ -32,14 +46,30 @@ def _box(net, section, X):
     return X.min(axis=0), X.max(axis=0)
 
 
+def level_job(net, sparsity, X, Y, lo, hi, *, structured, per_layer, epochs, lr, norm, method,
+              solver, time_limit) -> dict:
+    """One pruning level (a job of :mod:`dynid.executor`): prune ``net`` to ``sparsity``,
+    fine-tune it on (X, Y) and certify its max deviation from ``net`` over [lo, hi]."""
+    from dynid.certify.equivalence import equivalence
+    from dynid.executor import job_threads
+    from dynid.prune import one_step_loss, prune
+
+    pruned = prune(net, sparsity, structured=structured, per_layer=per_layer,
+                   finetune_data=(X, Y), epochs=epochs, lr=lr)
+    cert = equivalence(net, pruned, lo, hi, norm=norm, method=method, solver=solver,
+                       time_limit=time_limit, threads=job_threads())
+    return {"pruned": pruned, "certificate": cert, "one_step_rmse": one_step_loss(pruned, X, Y)}
+
+
 def run(section: dict, ctx) -> None:
     from dynid.atomic import write_text_atomic
-    from dynid.certify.equivalence import equivalence
     from dynid.datasets import load_dataset, pairs_from
+    from dynid.executor import resolve
     from dynid.modelfile import load_model, save_model
     from dynid.pipeline import check_keys
-    from dynid.prune import one_step_loss, prune
+    from dynid.prune import one_step_loss
     from dynid.results import jsonable
+    from dynid.stages.figures import save_png
 
     check_keys(section, KEYS, "[prune]")
     mpath = ctx.resolve(section["model"]) if "model" in section else ctx.artifacts.get("model")
@@ -51,18 +81,25 @@ def run(section: dict, ctx) -> None:
     X, Y = pairs_from(load_dataset(dpath))
     lo, hi = _box(net, section, X)
     levels = [float(s) for s in section.get("levels", [0.1, 0.3, 0.5, 0.7, 0.9])]
-    rows = []
+    opts = {"structured": bool(section.get("structured", False)),
+            "per_layer": bool(section.get("per_layer", False)),
+            "epochs": int(section.get("epochs", 20)), "lr": float(section.get("lr", 1e-3)),
+            "norm": section.get("norm", "inf"), "method": section.get("method", "ours"),
+            "solver": section.get("solver", "auto"),
+            "time_limit": float(section.get("time_limit", 120.0))}
     base = one_step_loss(net, X, Y)
-    for s in levels:
-        pruned = prune(net, s, structured=bool(section.get("structured", False)),
-                       per_layer=bool(section.get("per_layer", False)), finetune_data=(X, Y),
-                       epochs=int(section.get("epochs", 20)), lr=float(section.get("lr", 1e-3)))
-        cert = equivalence(net, pruned, lo, hi, norm=section.get("norm", "inf"),
-                           method=section.get("method", "ours"),
-                           solver=section.get("solver", "auto"),
-                           time_limit=float(section.get("time_limit", 120.0)))
-        ctx.log(f"sparsity {s:.0%}: {cert.summary()}")
-        row = {"sparsity": s, "one_step_rmse": one_step_loss(pruned, X, Y),
+    executor = resolve(getattr(ctx, "executor", None))
+
+    def report(i, res):
+        ctx.log(f"sparsity {levels[i]:.0%}: {res['certificate'].summary()}")
+
+    # one job per level (prune, fine-tune, certify), in order whichever executor runs them
+    done = executor.map(level_job, [(net, s, X, Y, lo, hi) for s in levels], kwargs=opts,
+                        desc="pruning levels", on_result=report)
+    rows = []
+    for s, res in zip(levels, done):
+        pruned, cert = res["pruned"], res["certificate"]
+        row = {"sparsity": s, "one_step_rmse": res["one_step_rmse"],
                "certified_deviation": cert.bound, "worst_deviation": cert.value,
                "status": cert.status.value, "seconds": cert.seconds, "solver": cert.solver,
                "alive_units": pruned.meta["pruned"]["report"][-1]["units_alive"],
@@ -77,8 +114,7 @@ def run(section: dict, ctx) -> None:
     write_text_atomic(out, json.dumps(jsonable(result), indent=2) + "\n")
     ctx.artifacts["prune"] = out
     fig = _figure(rows, base)
-    png = ctx.run_dir / "prune.png"
-    fig.savefig(png, dpi=120)
+    png = save_png(fig, ctx.run_dir / "prune.png", dpi=120)
     ctx.report.add_heading("Pruning and certified deviation")
     ctx.report.add_text(f"The surrogate was pruned (magnitude, "
                         f"{'structured' if section.get('structured') else 'unstructured'}) and "
