@@ -427,6 +427,9 @@ def plant_stage_options(section: dict) -> tuple[str, dict]:
                                         kind=kind, text_ok=False)
     if ("lo" in me_opts) != ("hi" in me_opts):
         raise ConfigError("[reach.model_error] needs both lo and hi (or neither)")
+    # a pipeline stops the refinement on its cell budget (max_cells), not on the clock, so that
+    # the bound is the same on every run; time_limit = S brings the clock back (recorded: stop)
+    me_opts.setdefault("time_limit", None)
     return about, me_opts
 
 

@@ -10,7 +10,8 @@ gain = .., offset = .., u_lo = .., u_hi = ..} (for a plant surrogate with inputs
 controller of the run's ``controller`` stage, saturated at its recorded limits), for = "both"
 (sets of the surrogate and, when the model's system has equations, of the plant through a
 certified model error: "surrogate" | "plant" | "both"), model_error = {rtol, time_limit,
-max_cells, lo, hi, margin, samples, slopes} (see reach.plant.stage_plant).
+max_cells, lo, hi, margin, samples, slopes} (see reach.plant.stage_plant; no time_limit by
+default: the refinement stops on its target or on max_cells, the same on every run).
 
 Writes reach.nc, adds a section (per-step table, figures, verdicts) to the run's report and
 puts the summary under ``ctx.summary["reach"]``.

@@ -251,6 +251,44 @@ def test_demo_config_is_reproducible_by_construction():
     cfg = load_config(REPO / "examples" / "brusselator.toml")
     assert "max_seconds" not in cfg["train"] and cfg["train"]["epochs"] >= 1
     assert "refine" not in cfg["reach"] and cfg["reach"]["refine_cells"] >= 1
+    # no MIP or model-error time limit either: a limit that fires on a loaded machine would
+    # turn the verdict or a certified deviation into "unknown" on one run and not another
+    assert "time_limit" not in cfg["certify"] and "time_limit" not in cfg["prune"]
+    assert "time_limit" not in cfg["reach"].get("model_error", {})
+    from reach.plant import plant_stage_options
+
+    assert plant_stage_options(cfg["reach"])[1]["time_limit"] is None
+
+
+def test_no_clock_by_default_and_a_clock_that_fires_is_recorded(reference, tmp_path,
+                                                                 monkeypatch):
+    """By default certify and prune run without a wall-clock limit (certify.json and
+    prune.json say time_limited: false, however loaded the machine); with time_limit set and
+    a clock that races (every reading +1000 s), the limit fires and the files say so, and a
+    stopped query is never "certified"."""
+    from dynid.certify import equivalence, pairs
+
+    cfg, run, _ = reference
+    cert = json.loads((run / "certify.json").read_text())
+    assert cert["time_limited"] is False
+    assert [lv["time_limited"] for lv in json.loads((run / "prune.json").read_text())["levels"]] \
+        == [False]
+    text = cfg.read_text().replace('stages = ["simulate", "train", "evaluate", "certify", '
+                                   '"prune", "reach"]', 'stages = ["certify", "prune"]')
+    text = text.replace("grid = 10\n", f"grid = 10\nmodel = '{run / 'model.h5'}'\n"
+                        "time_limit = 1000\n")
+    text = text.replace("save_models = false\n", f"save_models = false\nmodel = "
+                        f"'{run / 'model.h5'}'\ndata = '{run / 'data.nc'}'\ntime_limit = 1000\n")
+    p = tmp_path / "clock.toml"
+    p.write_text(text)
+    monkeypatch.setattr(pairs, "time", _SlowClock())
+    monkeypatch.setattr(equivalence, "time", _SlowClock())
+    run_pipeline(p, out_dir=tmp_path / "run", log=_quiet)
+    cert = json.loads((tmp_path / "run" / "certify.json").read_text())
+    assert cert["time_limited"] is True
+    assert cert["invertibility"]["info"]["pairs_time_limited"] >= 1
+    lv = json.loads((tmp_path / "run" / "prune.json").read_text())["levels"][0]
+    assert lv["time_limited"] is True and lv["status"] == "unknown"
 
 
 # ---------------------------------------------------------------------- slow: processes

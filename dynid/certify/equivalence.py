@@ -327,6 +327,7 @@ def _finish(f1, f2, best_x, best_val, bound, status, solver_name, size, info, ep
     bound = max(bound, best_val)
     gap = bound - best_val
     solved = status == "optimal"
+    info["solver_status"] = status   # "time_limit": a clock stopped it (said by the stages)
     if eps is not None:
         if best_val > eps:
             st = Status.COUNTEREXAMPLE

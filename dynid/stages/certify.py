@@ -2,7 +2,9 @@
 
 Keys of the ``[certify]`` table, with defaults: model (default: the run's model), lo / hi
 (default: the model's training domain), norm = "inf", delta = 0.0, tol = 1e-4,
-solver = "auto", time_limit = 300 (seconds per MIP), cells = 2 (also search each of the
+solver = "auto", time_limit (seconds per MIP, or for all cell pairs; default none: the
+verdict then does not depend on the machine's speed; when a limit fires the verdict is
+"unknown" and certify.json says so under ``time_limited``), cells = 2 (also search each of the
 cells x cells sub-boxes of the domain for a witness pair, to show *where* F folds; 0 = only
 the global query), pairs = "auto" (the cell-pair verdict of
 :func:`dynid.certify.invertible_on` with ``cells``: "auto" runs it when the global query ends
@@ -70,7 +72,8 @@ def run(section: dict, ctx) -> None:
         return
     opts = dict(norm=section.get("norm", "inf"), delta=float(section.get("delta", 0.0)),
                 tol=float(section.get("tol", 1e-4)), solver=section.get("solver", "auto"),
-                time_limit=float(section.get("time_limit", 300.0)))
+                time_limit=(float(section["time_limit"]) if "time_limit" in section
+                            else None))
     cells = int(section.get("cells", 2))
     if cells < 0:
         raise ConfigError(f"[certify] cells must be >= 0, got {cells}")
@@ -93,7 +96,7 @@ def run(section: dict, ctx) -> None:
         ctx.log(pc.summary())
         if global_cert is None or pc.status.value != "unknown":
             cert = pc
-    cell_certs = []
+    cell_certs, found_certs = [], []
     if cells > 0 and net.n_in >= 2 and not cert.certified:
         edges = [np.linspace(lo[k], hi[k], cells + 1) for k in range(2)]
         sub = []
@@ -107,10 +110,12 @@ def run(section: dict, ctx) -> None:
                              on_result=lambda n, c: ctx.log(
                                  f"cell {n // cells},{n % cells}: {c.status.value} "
                                  f"value={c.value:.4g}"))
+        found_certs = list(found)
         cell_certs = [{"lo": clo, "hi": chi, **c.to_dict()}
                       for (_, clo, chi), c in zip(sub, found)]
     result = {"method": "mip", "domain": {"lo": lo, "hi": hi}, "invertibility": cert.to_dict(),
-              "cells": cell_certs, "verdict": _verdict(cert)}
+              "cells": cell_certs, "verdict": _verdict(cert),
+              "time_limited": time_limited(cert, *found_certs)}
     if global_cert is not None and global_cert is not cert:
         result["global_query"] = global_cert.to_dict()
     fold = _euler_brusselator_fold(net)
@@ -147,6 +152,13 @@ def _domain(net, section):
     if not dom:
         raise ConfigError("[certify] the model has no training domain: set lo and hi")
     return check_box(net, dom["lo"], dom["hi"], "model domain")
+
+
+def time_limited(*certs) -> bool:
+    """Whether a wall-clock limit stopped any of these certificates (then the result depends
+    on the machine's speed: the pipelines run without one by default)."""
+    return any(c.info.get("solver_status") == "time_limit" or c.info.get("tighten_time_limit_hit")
+               or c.info.get("pairs_time_limited", 0) > 0 for c in certs)
 
 
 def _verdict(cert) -> str:
