@@ -136,7 +136,17 @@ def main(argv=None) -> int:
     p.add_argument("--no-dask", action="store_true", help="skip the Dask rows")
     p.add_argument("--rounds", type=int, default=1,
                    help="interleaved timing rounds, best of them (default 1)")
+    p.add_argument("--tasks", default="reach,pairs,crown",
+                   help="comma-separated subset of reach, pairs, crown (default all); a "
+                        "subset writes scale_bench_<tasks>.json, the full file stays")
+    p.add_argument("--pairs-grid", type=int, default=None, metavar="N",
+                   help="cell-pair grid N x N (default 3, --quick 2)")
+    p.add_argument("--pairs-hi", type=float, nargs=2, default=None, metavar=("X", "Y"),
+                   help="cell-pair box [0, X] x [0, Y] (default 3 4, --quick 0.6 0.8)")
     a = p.parse_args(argv)
+    tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
+    if not tasks or set(tasks) - {"reach", "pairs", "crown"}:
+        p.error(f"--tasks {a.tasks!r}: a comma-separated subset of reach, pairs, crown")
     import torch
 
     if a.device == "cuda" and not torch.cuda.is_available():
@@ -150,9 +160,10 @@ def main(argv=None) -> int:
     log = lambda m: print(m, flush=True)  # noqa: E731
     load_start = load()
     log(f"load average at start: {load_start} on {os.cpu_count()} cores")
-    workloads = [("reach", reach_job(8 if a.quick else 16)),
-                 ("cell pairs", pairs_job(2, [0.6, 0.8], log) if a.quick
-                  else pairs_job(3, [3, 4], log))]
+    grid = a.pairs_grid or (2 if a.quick else 3)
+    pairs_hi = a.pairs_hi or ([0.6, 0.8] if a.quick else [3, 4])
+    workloads = ([("reach", reach_job(8 if a.quick else 16))] if "reach" in tasks else []) + \
+        ([("cell pairs", pairs_job(grid, pairs_hi, log))] if "pairs" in tasks else [])
     executors = [("in-process", lambda: Executor()),
                  (f"--workers {a.workers}", lambda: Executor(workers=a.workers))]
     cluster = None
@@ -208,7 +219,7 @@ def main(argv=None) -> int:
         ex.close()
     if cluster is not None:
         cluster.close()
-    devices = ["cpu"] + (["cuda"] if a.device == "cuda" else [])
+    devices = (["cpu"] + (["cuda"] if a.device == "cuda" else [])) if "crown" in tasks else []
     side = 8 if a.quick else 32
     for dev in devices:
         run = gpu_job(dev, side)
@@ -219,10 +230,11 @@ def main(argv=None) -> int:
                      "seconds": round(secs, 4)})
     load_end = load()
     log(f"load average at end: {load_end}")
-    path = write_results("scale_bench", rows, {"quick": a.quick, "workers": a.workers,
-                                               "load_start": load_start,
-                                               "load_end": load_end,
-                                               "threads_per_job": 1})
+    name = "scale_bench" if len(tasks) == 3 else "scale_bench_" + "_".join(tasks)
+    path = write_results(name, rows, {"quick": a.quick, "workers": a.workers,
+                                      "tasks": tasks, "pairs_grid": grid,
+                                      "pairs_hi": pairs_hi, "load_start": load_start,
+                                      "load_end": load_end, "threads_per_job": 1})
     print(markdown_table(rows, ["task", "setup", "executor", "seconds", "speedup",
                                 "startup_s", "identical"]))
     print(f"results: {path}")
