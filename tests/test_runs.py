@@ -365,6 +365,8 @@ def test_demo_reproduces_and_resumes_after_kill_9(tmp_path):
     proc = _dynid("run", str(demo), "--out-dir", str(c))
     assert proc.wait() == 0, proc.stderr.read().decode()[-2000:]
     assert compare_runs(a, c) == []
+    assert ctx.summary["certify"]["time_limited"] is False     # no clock decided anything
+    assert not any(lv["time_limited"] for lv in ctx.summary["prune"]["levels"])
     cert = ctx.summary["certify"]["invertibility"]
     assert cert["status"] == "counterexample"
     w = cert["witness"]
