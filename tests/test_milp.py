@@ -591,7 +591,7 @@ def test_ctrl_c_gives_interrupted_with_the_incumbent(solver):
         r = solve(m, solver, time_limit=30)
     finally:
         timer.cancel()
-    assert r.status == "interrupted"
+    assert r.status == "interrupted", (r.status, r.message, r.seconds, r.info)
     assert r.seconds < 10
     if r.objective is not None:
         assert r.bound <= r.objective
@@ -652,3 +652,19 @@ def test_quadratic_refusal_does_not_block_linear_models_of_the_same_size():
     lin.set_objective(x, np.ones(n + 10), "max")
     r = solve(lin)
     assert r.solver == "gurobi" and r.objective == pytest.approx(3.0)
+
+
+@pytest.mark.skipif("highs" not in AVAILABLE, reason="highspy not installed")
+def test_highs_ctrl_c_noticed_in_another_phase_is_interrupted(monkeypatch):
+    """A Ctrl-C that HiGHS reports as another limit (under load it can land in the root LP and
+    come back as an iteration or time limit) is still 'interrupted'; an unrequested limit stays
+    'time_limit'."""
+    highs_backend = importlib.import_module("dynid.milp.backends.highs")
+    m = _market_split(5, seed=2)
+    r = solve(m, "highs", time_limit=0.05)
+    assert r.status == "time_limit"
+    monkeypatch.setattr(highs_backend, "_cancelled", lambda h: True)
+    r = solve(m, "highs", time_limit=0.05)
+    assert r.status == "interrupted" and "Ctrl-C" in r.message
+    if r.objective is not None:
+        assert r.bound <= r.objective

@@ -100,6 +100,11 @@ def _run(h):
     return h.solve() if hasattr(h, "solve") else h.run()
 
 
+def _cancelled(h) -> bool:
+    """Whether a Ctrl-C asked this HiGHS run to stop (highspy keeps the request privately)."""
+    return bool(getattr(h, "_Highs__solver_should_stop", False))
+
+
 _STATUS = {
     "kOptimal": "optimal", "kInfeasible": "infeasible", "kUnbounded": "unbounded",
     "kTimeLimit": "time_limit", "kInterrupt": "interrupted", "kHighsInterrupt": "interrupted",
@@ -131,6 +136,10 @@ def solve(model, *, time_limit=None, threads=None, mip_gap=1e-4, mip_gap_abs=Non
     if key == "kUnboundedOrInfeasible":
         key = _disambiguate(highspy, model, options, time_limit, t0)
     status = _STATUS.get(key)
+    if _cancelled(h) and status not in ("optimal", "infeasible", "unbounded"):
+        # a Ctrl-C that HiGHS noticed in a phase which reports another limit (seen under load:
+        # interrupted in the root LP, the MIP status is an iteration or time limit)
+        status, message = "interrupted", f"highs interrupted by Ctrl-C (model status {key})"
     if status is None:
         status, message = "error", f"highs model status {key}"
     elif status == "time_limit":
