@@ -225,6 +225,33 @@ def test_preimage_radius_not_contradicted_slow():
     _prop(check_preimage_radius, "preimage", SLOW)
 
 
+def check_jacobian_injective(_, seed: int, scale: float, kind: str) -> None:
+    """1-D maps: a box the interval-Jacobian test calls injective must carry a strictly
+    monotone map (brute-force grid in extended precision), since a continuous map of an
+    interval is injective only if strictly monotone."""
+    from dynid.certify.radius import jacobian_injective
+
+    rng = np.random.default_rng(seed)
+    net = random_relunet(rng, [1, int(rng.integers(2, 7)), int(rng.integers(1, 5)), 1])
+    if kind == "output":
+        net = ReLUNet(list(net.weights[:-1]) + [net.weights[-1] * scale],
+                      list(net.biases[:-1]) + [net.biases[-1] * scale], net.relu)
+    c, r = rng.uniform(-1, 1), rng.uniform(0.01, 1.0) * (scale if kind == "box" else 1.0)
+    if not jacobian_injective(net, [c - r], [c + r]):
+        return
+    g = np.diff(forward_ld(net, np.linspace(c - r, c + r, 4001)[:, None])[:, 0])
+    assert np.all(g > 0) or np.all(g < 0), (seed, scale, kind)
+
+
+def test_jacobian_injective_not_contradicted():
+    _prop(check_jacobian_injective, "jacobian", 200)
+
+
+@pytest.mark.slow
+def test_jacobian_injective_not_contradicted_slow():
+    _prop(check_jacobian_injective, "jacobian", SLOW)
+
+
 # ------------------------------------------------------------------ the issue's failing cases
 def test_issue_case_equivalence_at_the_tolerance_scale():
     """Issue 17 item 1: a 2-6-2 net against a copy with 1e-6 weight noise (seed 102 of this
