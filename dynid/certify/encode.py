@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynid.errors import ConfigError, ShapeError
+from dynid.milp.solve import SOLVERS
 from dynid.milp.tolerances import tight_options
 from dynid.relunet import ReLUNet
 
@@ -224,7 +225,7 @@ def fixed_input_check(net: ReLUNet, x, *, method: str = "bigm", solver: str = "a
 # points 1e-4 apart with "equal" outputs. The float64 re-check catches such pairs; tighter
 # tolerances keep the solver from returning them in the first place. (Kept for callers of the
 # old name: the table now lives in dynid.milp.tolerances.)
-TIGHT_OPTIONS = {name: tight_options(name) for name in ("gurobi", "highs", "scip")}
+TIGHT_OPTIONS = {name: tight_options(name) for name in SOLVERS}
 
 
 def solve_tight(model, solver: str = "auto", **kw):

@@ -39,7 +39,7 @@ import numpy as np
 
 from dynid.errors import ConfigError, ShapeError, parse_norm
 from dynid.relunet import ReLUNet, check_box, difference
-from dynid.results import Certificate, Status
+from dynid.results import Certificate, Status, verdict
 
 METHODS = ("ours", "naive")
 # objective padding for solver tolerances (feasibility ~1e-6 on rows scaled by the weights)
@@ -328,12 +328,7 @@ def _finish(f1, f2, best_x, best_val, bound, status, solver_name, size, info, ep
     gap = bound - best_val
     solved = status == "optimal"
     if eps is not None:
-        if best_val > eps:
-            st = Status.COUNTEREXAMPLE
-        elif bound <= eps:
-            st = Status.CERTIFIED
-        else:
-            st = Status.UNKNOWN
+        st = verdict(bound, eps, best_val > eps)     # bound >= best_val: never both
         info["eps"] = float(eps)
     else:
         if info.get("norm") == "2":

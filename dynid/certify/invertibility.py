@@ -37,7 +37,7 @@ from dynid.certify.pairs import (add_copy_differences, copy_bounds, interval_dif
                                  tighten_differences)
 from dynid.errors import ConfigError, ShapeError, parse_norm
 from dynid.relunet import ReLUNet, check_box, compose, linear
-from dynid.results import Certificate, Status
+from dynid.results import Certificate, Status, verdict
 
 METHODS = ("ours", "naive")
 FEASIBILITY_NOTE = ("solved with tight solver tolerances (1e-9) and the bound padded for "
@@ -401,12 +401,7 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
         if sub.certified:
             bound = min(bound, math.sqrt(net.n_in) * sub.bound)
             info["l2_bound_via_inf_norm"] = True
-    if bound <= tol:
-        status = Status.CERTIFIED
-    elif witness is not None:
-        status = Status.COUNTEREXAMPLE
-    else:
-        status = Status.UNKNOWN
+    status = verdict(bound, tol, witness is not None)
     gap = max(0.0, bound - value) if math.isfinite(bound) else math.inf
     return Certificate(query, status, value, max(bound, value), gap, witness, res.solver,
                        time.perf_counter() - t0, size, info)
