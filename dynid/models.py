@@ -36,7 +36,7 @@ from torch import nn
 from dynid.errors import ConfigError, ShapeError
 from dynid.relunet import ReLUNet, compose, linear, residual, stack
 
-ARCHITECTURES = ("mlp", "residual")
+ARCHITECTURES = ("mlp", "residual", "cpl")
 
 
 def _stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +46,14 @@ def _stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     std = a.std(axis=0)
     std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
     return mean, std
+
+
+def norm_vector(v, default: float, n: int, *, dtype, device) -> torch.Tensor:
+    """A normalisation vector of n entries as a tensor (``default`` everywhere when None)."""
+    v = np.full(n, default) if v is None else np.asarray(v, dtype=np.float64).reshape(-1)
+    if v.shape != (n,):
+        raise ShapeError(f"normalisation vector has {v.size} entries, need {n}")
+    return torch.tensor(v, dtype=dtype, device=device)
 
 
 def _check_hidden(hidden) -> tuple[int, ...]:
@@ -58,6 +66,16 @@ def _check_hidden(hidden) -> tuple[int, ...]:
     return hidden
 
 
+def check_sizes(n_state, hidden, n_input=0) -> tuple[int, int, tuple[int, ...]]:
+    """The number of states (>= 1), of inputs (>= 0) and the hidden widths of a surrogate,
+    checked."""
+    n, m = int(n_state), int(n_input)
+    if n < 1 or m < 0:
+        raise ShapeError(f"a surrogate needs at least one state and n_input >= 0, got "
+                         f"n_state={n_state}, n_input={n_input}")
+    return n, m, _check_hidden(hidden)
+
+
 class _Surrogate(nn.Module):
     """Shared parts: the inner ReLU MLP on normalised coordinates, and its export."""
 
@@ -67,13 +85,9 @@ class _Surrogate(nn.Module):
                  x_mean=None, x_std=None, out_mean=None, out_std=None, dtype=torch.float64,
                  device=None):
         super().__init__()
-        n, m = int(n_state), int(n_input)
-        if n < 1 or m < 0:
-            raise ShapeError(f"a surrogate needs at least one state and n_input >= 0, got "
-                             f"n_state={n_state}, n_input={n_input}")
+        n, m, self.hidden = check_sizes(n_state, hidden, n_input)
         self.n_state = n
         self.n_input = m
-        self.hidden = _check_hidden(hidden)
         sizes = [n + m, *self.hidden, n]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -82,18 +96,12 @@ class _Surrogate(nn.Module):
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
 
-        def buf(v, default):
-            v = default if v is None else np.asarray(v, dtype=np.float64).reshape(-1)
-            if v.shape != default.shape:
-                raise ShapeError(f"normalisation vector has {v.size} entries, need "
-                                 f"{default.size}")
-            return torch.tensor(v, dtype=dtype, device=device)
-
+        kw = {"dtype": dtype, "device": device}
         # x_mean / x_std normalise the whole network input [x; u]
-        self.register_buffer("x_mean", buf(x_mean, np.zeros(n + m)))
-        self.register_buffer("x_std", buf(x_std, np.ones(n + m)))
-        self.register_buffer("out_mean", buf(out_mean, np.zeros(n)))
-        self.register_buffer("out_std", buf(out_std, np.ones(n)))
+        self.register_buffer("x_mean", norm_vector(x_mean, 0.0, n + m, **kw))
+        self.register_buffer("x_std", norm_vector(x_std, 1.0, n + m, **kw))
+        self.register_buffer("out_mean", norm_vector(out_mean, 0.0, n, **kw))
+        self.register_buffer("out_std", norm_vector(out_std, 1.0, n, **kw))
 
     def inner(self, x: torch.Tensor) -> torch.Tensor:
         """The inner map in physical units of the learnt quantity (x_next or increment)."""
@@ -248,9 +256,11 @@ def _check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_surrogate(arch: str, X, Y, hidden=(32, 32), *, h: float = 1.0, dtype=torch.float64,
-                   device=None) -> _Surrogate:
-    """Build a surrogate of kind ``arch`` ('mlp' | 'residual') normalised on the pairs (X, Y);
-    ``X = [x, u]`` may have more columns than ``Y`` (the plant's inputs).
+                   device=None, options: dict | None = None) -> _Surrogate:
+    """Build a surrogate of kind ``arch`` ('mlp' | 'residual' | 'cpl') normalised on the pairs
+    (X, Y); ``X = [x, u]`` may have more columns than ``Y`` (the plant's inputs; not for
+    'cpl', which is for autonomous maps). ``options``: keyword arguments of the 'cpl' kind
+    (c, gain, power_iterations, step_init; see :class:`dynid.cpl.CPLSurrogate`).
 
     Example
     -------
@@ -258,10 +268,16 @@ def make_surrogate(arch: str, X, Y, hidden=(32, 32), *, h: float = 1.0, dtype=to
     >>> make_surrogate("mlp", X, X ** 2, hidden=(4,)).kind
     'mlp'
     """
+    if options and arch != "cpl":
+        raise ConfigError(f"architecture {arch!r} takes no options, got {sorted(options)}")
     if arch == "mlp":
         return MLPSurrogate.from_data(X, Y, hidden, dtype=dtype, device=device)
     if arch == "residual":
         return ResidualSurrogate.from_data(X, Y, hidden, h=h, dtype=dtype, device=device)
+    if arch == "cpl":
+        from dynid.cpl import CPLSurrogate
+
+        return CPLSurrogate.from_data(X, Y, hidden, dtype=dtype, device=device, **(options or {}))
     raise ConfigError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHITECTURES)}")
 
 

@@ -152,7 +152,7 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
           rollout_steps: int = 0, rollout_weight: float = 1.0, h: float | None = None,
           seed: int = 0, dtype: str = "float32", device: str = "cpu",
           progress: bool = True, log: Callable[[str], None] | None = None,
-          checkpoint=None) -> tuple[ReLUNet, dict]:
+          checkpoint=None, arch_options: dict | None = None) -> tuple[ReLUNet, dict]:
     """Fit a ReLU surrogate x_next = F(x) and export it as a ReLUNet in physical units.
 
     Parameters
@@ -161,8 +161,10 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
         input variable ``u`` the surrogate is a plant ``F(x, u)`` on ``[x; u]``), or a tuple
         ``(X, Y)`` of arrays of shape (n_samples, n_state [+ n_input]) and (n_samples,
         n_state).
-    arch : 'residual' (x + h N(x), the default) or 'mlp' (x -> x_next).
-    hidden : hidden layer widths of N.
+    arch : 'residual' (x + h N(x), the default), 'mlp' (x -> x_next) or 'cpl' (a stack of
+        convex potential blocks, invertible by construction, autonomous maps only:
+        :mod:`dynid.cpl`).
+    hidden : hidden layer widths of N (for 'cpl': the hidden width of each block).
     epochs : maximum number of passes over the training pairs.
     batch_size, lr, weight_decay : Adam settings.
     schedule : 'cosine' (anneal lr from ``lr`` to ``lr / 1000`` along a half cosine of the
@@ -186,6 +188,8 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
     progress : show a tqdm progress bar over epochs.
     log : callable receiving one-line progress messages (every ~10 % of epochs and at the end).
     checkpoint : path; on Ctrl-C the best model so far is saved there before returning.
+    arch_options : options of the 'cpl' kind: ``c`` (per block, default 0.9), ``gain``
+        ("none" | "scalar" | "matrix" | an n x n matrix), ``power_iterations``.
 
     Returns
     -------
@@ -248,7 +252,8 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = make_surrogate(arch, X[tr], Y[tr], hidden, h=h, dtype=tdt, device=device)
+        model = make_surrogate(arch, X[tr], Y[tr], hidden, h=h, dtype=tdt, device=device,
+                               options=arch_options)
     as_t = lambda a: torch.as_tensor(a, dtype=tdt, device=device)  # noqa: E731
     xt, yt = as_t(X[tr]), as_t(Y[tr])
     target = model.target(xt, yt).detach()
@@ -274,6 +279,7 @@ def train(ds, arch: str = "residual", hidden=(32, 32), *, epochs: int = 600,
                 "patience": patience, "target_rmse": target_rmse, "max_seconds": max_seconds,
                 "rollout_steps": int(rollout_steps), "rollout_weight": float(rollout_weight),
                 "seed": int(seed), "dtype": dtype, "device": str(device),
+                "arch_options": dict(arch_options or {}),
                 "n_train": int(len(tr)), "n_val": int(len(va)),
                 "val_experiments": val_experiments}
     best = {"rmse": math.inf, "epoch": -1, "state": copy.deepcopy(model.state_dict())}

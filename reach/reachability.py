@@ -124,15 +124,21 @@ def _prefix_bounds(full, net_j: ReLUNet):
 
 
 def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: int,
-               engine: str = "crown", unrolled=None, engine_opts=None, tick=None):
+               engine: str = "crown", unrolled=None, engine_opts=None, tick=None, extra=None):
     """Bounds of ``D x_k`` for k = 1..steps from one box ``[lo, hi]``.
 
     Intermediate bounds are computed once per window (on the deepest unrolling of the window)
     and shared by its steps: layer-by-layer methods give the same hidden-layer bounds for every
     prefix, so this is a saving, not a loosening.
 
+    ``extra = (lo, hi)`` is the box of further inputs of the unrolled nets (disturbances, see
+    :mod:`reach.disturbance`), appended to every anchor box.
+
     Returns ``(lower, upper, seconds)`` with shapes (steps, m), (steps, m), (steps,).
     """
+    def box(a, b):
+        return (a, b) if extra is None else (np.r_[a, extra[0]], np.r_[b, extra[1]])
+
     from reach.engines import engine_options, intermediate_for
 
     n = step_net.n_in
@@ -155,9 +161,9 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
         if reuse:
             if full is None:
                 deepest = unrolled(min(window, steps - anchor))
-                full = intermediate_for(deepest, a_lo, a_hi, opts)
+                full = intermediate_for(deepest, *box(a_lo, a_hi), opts)
             kw["bounds"] = _prefix_bounds(full, net_j)
-        low, up = bound(net_j, a_lo, a_hi, D, engine=engine, **kw)
+        low, up = bound(net_j, *box(a_lo, a_hi), D, engine=engine, **kw)
         # keep every interval ordered: rounding in a degenerate box must not flip a bound
         up = np.maximum(up, low)
         lower[k - 1], upper[k - 1] = low, up
@@ -170,12 +176,20 @@ def reach_cell(step_net: ReLUNet, lo, hi, steps: int, *, D: np.ndarray, window: 
 
 
 def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window: int,
-                engine: str = "crown", unrolled=None, engine_opts=None):
+                engine: str = "crown", unrolled=None, engine_opts=None, extra=None):
     """:func:`reach_cell` for many boxes (rows of ``LO``/``HI``): a list of
     ``(lower, upper, seconds)``, one per box. With the CROWN engine (CROWN intermediate bounds,
     CPU) all boxes go through one batched CROWN pass per window and per step
     (:func:`dynid.bounds.crown_bounds_many`): the same bounds, several times faster for many
-    small cells. Other engines bound the boxes one after the other."""
+    small cells. Other engines bound the boxes one after the other. ``extra``: as in
+    :func:`reach_cell`."""
+    def box(A, B):
+        if extra is None:
+            return A, B
+        k = A.shape[0]
+        return (np.hstack([A, np.tile(extra[0], (k, 1))]),
+                np.hstack([B, np.tile(extra[1], (k, 1))]))
+
     from dynid.bounds import crown_bounds_many, crown_output_many
 
     LO = np.atleast_2d(np.asarray(LO, dtype=np.float64))
@@ -186,7 +200,8 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
                and opts.get("intermediate", "crown") == "crown" and not step_net.relu[-1].any())
     if not batched or LO.shape[0] == 1:
         return [reach_cell(step_net, a, b, steps, D=D, window=window, engine=engine,
-                           unrolled=unrolled, engine_opts=engine_opts) for a, b in zip(LO, HI)]
+                           unrolled=unrolled, engine_opts=engine_opts, extra=extra)
+                for a, b in zip(LO, HI)]
     n, B, m = step_net.n_in, LO.shape[0], D.shape[0]
     dev = opts.get("device", "cpu")
     lower = np.full((B, steps, m), np.nan)
@@ -198,9 +213,9 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
         j = k - anchor
         net_j = unrolled(j)
         if full is None:
-            full = crown_bounds_many(unrolled(min(window, steps - anchor)), a_lo, a_hi,
+            full = crown_bounds_many(unrolled(min(window, steps - anchor)), *box(a_lo, a_hi),
                                      device=dev)
-        low, up = crown_output_many(net_j, a_lo, a_hi, D, device=dev,
+        low, up = crown_output_many(net_j, *box(a_lo, a_hi), D, device=dev,
                                     bounds=[_prefix_bounds(f, net_j) for f in full])
         up = np.maximum(up, low)
         lower[:, k - 1], upper[:, k - 1] = low, up
@@ -213,7 +228,7 @@ def reach_cells(step_net: ReLUNet, LO, HI, steps: int, *, D: np.ndarray, window:
 def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
           engine: str = "crown", template="box", window: int | None = None,
           partitions=None, cells=None, progress=None, engine_opts: dict | None = None,
-          state_names=None):
+          state_names=None, model_error=None, error_box=None):
     """Sound per-step over-approximations of the states reachable from the box X0.
 
     Parameters
@@ -230,6 +245,10 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     progress : None, True (a tqdm bar) or a callable taking a message
     engine_opts : options passed to the engine (``intermediate``, ``solver``, ``time_limit``)
     state_names : names of the coordinates (default from ``step_net.meta['state_names']``)
+    model_error : None (sets of the surrogate), or a per-state bound e of the model error
+        (an array or a :class:`dynid.certify.model_error.ModelErrorBound`): sets of the plant,
+        see :mod:`reach.disturbance`; ``error_box`` = (lo, hi) where e holds (default: the
+        bound's box). ``attrs['about']`` says which.
 
     Returns
     -------
@@ -275,7 +294,12 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     lower = np.full((steps + 1, m, P), np.nan)
     upper = np.full((steps + 1, m, P), np.nan)
     seconds = np.zeros(steps + 1)
-    unrolled = _Unrolled(step_net)
+    unrolled, plant, extra = _Unrolled(step_net), None, None
+    if model_error is not None:        # the plant: F(x) + w, w in [-e, e] (reach.disturbance)
+        from reach.disturbance import PlantSetup
+
+        plant = PlantSetup(step_net, model_error, w, error_box)
+        unrolled, extra = plant.unrolled, plant.extra
     tick = _progress(progress, P * steps, f"reach {method}/{engine}")
     t_start = time.perf_counter()
     complete = True
@@ -288,11 +312,11 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
             if len(part) == 1:
                 res = [reach_cell(step_net, part[0][0], part[0][1], steps, D=D, window=w,
                                   engine=engine, unrolled=unrolled, engine_opts=engine_opts,
-                                  tick=tick)]
+                                  tick=tick, extra=extra)]
             else:   # many cells: one batched CROWN pass (same bounds, fewer Python steps)
                 res = reach_cells(step_net, [c[0] for c in part], [c[1] for c in part], steps,
                                   D=D, window=w, engine=engine, unrolled=unrolled,
-                                  engine_opts=engine_opts)
+                                  engine_opts=engine_opts, extra=extra)
                 tick(f"{start + len(part)} of {P} cells", n=len(part) * steps)
             for c, (lo_c, up_c, secs) in enumerate(res, start):
                 lower[1:, :, c], upper[1:, :, c] = lo_c, up_c
@@ -302,7 +326,10 @@ def reach(step_net: ReLUNet, x0_lo, x0_hi, steps: int, method: str = "one-shot",
     finally:
         tick.close()
     total = time.perf_counter() - t_start
-    return _dataset(lower, upper, D, cells, names, seconds, attrs=dict(
+    about = {"about": "surrogate"}
+    if plant is not None:
+        lower, upper, about = plant.mark(lower, upper, D)
+    return _dataset(lower, upper, D, cells, names, seconds, attrs=dict(**about,
         method=method, engine=engine, window=w,
         template=template if isinstance(template, str) else "matrix",
         steps=steps, n_cells=P, seconds_total=total, complete=int(complete),

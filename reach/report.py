@@ -114,7 +114,10 @@ def add_reach_section(report, ds, falsification=None, verdicts=(), projections=(
     versions) to an HtmlReport."""
     a = ds.attrs
     report.add_heading(title, 2)
-    info = {"method": a.get("method"), "engine": a.get("engine"), "template": a.get("template"),
+    from reach.disturbance import describe
+
+    info = {"sets": describe(ds),
+            "method": a.get("method"), "engine": a.get("engine"), "template": a.get("template"),
             "window": a.get("window"), "steps": a.get("steps"), "cells": a.get("n_cells"),
             "initial box lo": np.asarray(a.get("x0_lo")).tolist(),
             "initial box hi": np.asarray(a.get("x0_hi")).tolist(),

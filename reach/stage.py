@@ -6,7 +6,10 @@ method = "one-shot", engine = "crown", template = "box", window, partitions, ref
 (seconds of greedy refinement), samples = 20000, seed = 0, projections = [[0, 1]],
 spec = [ {type = "box", lo = .., hi = ..}, ... ], out = "reach.nc", controller = {file = ..,
 gain = .., offset = .., u_lo = .., u_hi = ..} (for a plant surrogate with inputs; default: the
-controller of the run's ``controller`` stage, saturated at its recorded limits).
+controller of the run's ``controller`` stage, saturated at its recorded limits), for = "both"
+(sets of the surrogate and, when the model's system has equations, of the plant through a
+certified model error: "surrogate" | "plant" | "both"), model_error = {rtol, time_limit,
+max_cells, lo, hi, margin, samples, slopes} (see reach.plant.stage_plant).
 
 Writes reach.nc, adds a section (per-step table, figures, verdicts) to the run's report and
 puts the summary under ``ctx.summary["reach"]``.
@@ -24,7 +27,7 @@ from dynid.errors import ConfigError
 
 KEYS = {"model", "lo", "hi", "steps", "method", "engine", "template", "window", "partitions",
         "refine", "samples", "seed", "projections", "spec", "out", "engine_opts", "plant",
-        "benchmark", "title", "controller"}
+        "benchmark", "title", "controller", "for", "model_error"}
 
 
 def run(section: dict, ctx) -> None:
@@ -35,6 +38,9 @@ def run(section: dict, ctx) -> None:
     from reach.specs import spec_from_dict
 
     check_keys(section, KEYS, "[reach]")
+    from reach.plant import plant_stage_options
+
+    plant_stage_options(section)            # for / [reach.model_error], before any work
     model = ctx.resolve(section["model"]) if "model" in section else ctx.artifacts.get("model")
     if model is None and "benchmark" not in section:
         raise ConfigError("[reach] needs a model: add a [train] stage or set model = PATH")
@@ -76,3 +82,6 @@ def run(section: dict, ctx) -> None:
                                                 "saturation_outside_input_box")}
     add_reach_section(ctx.report, result.dataset, result.falsification, result.verdicts,
                       [tuple(p) for p in proj], title)
+    from reach.plant import stage_plant   # the plant's sets through a certified model error
+
+    stage_plant(section, ctx, rc, result, [tuple(p) for p in proj], model, controller)

@@ -95,7 +95,7 @@ def test_bad_arguments():
     with pytest.raises(ConfigError, match="hidden"):
         MLPSurrogate(2, (0,))
     with pytest.raises(ConfigError, match="architecture"):
-        make_surrogate("cpl", np.zeros((4, 2)), np.zeros((4, 2)))
+        make_surrogate("no_such_arch", np.zeros((4, 2)), np.zeros((4, 2)))
     with pytest.raises(ShapeError):
         make_surrogate("mlp", np.zeros((4, 2)), np.zeros((4, 3)))
     with pytest.raises(ConfigError, match="positive"):

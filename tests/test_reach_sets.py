@@ -113,7 +113,11 @@ def test_engine_nesting(seed):
     order = ["mip", "lp-highs", "crown", "ibp"]
     present = [o for o in order if o in res]
     for inner, outer in zip(present[:-1], present[1:]):
-        tol = 1e-6 * (1 + np.abs(res[outer][1]))
+        # the MIP stops at a relative gap of 1e-6 and pads its best bound for the solver's
+        # tolerances (dynid.milp.tolerances), so it may be looser than the LP's optimum by a few
+        # 1e-6 relative; that is sound (containment of the samples is checked above at 1e-12)
+        rel = 4e-6 if inner == "mip" else 1e-6
+        tol = rel * (1 + np.abs(res[outer][1]))
         assert np.all(res[inner][1] <= res[outer][1] + tol), (inner, outer)
         assert np.all(res[inner][0] >= res[outer][0] - tol), (inner, outer)
     if HAVE_SPLIT:  # a dual bound of the same LP is never better than its optimum

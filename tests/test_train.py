@@ -86,7 +86,7 @@ def test_rollout_loss_needs_trajectories():
     with pytest.raises(ConfigError, match="trajector"):
         train((X, Y), rollout_steps=3, progress=False)
     with pytest.raises(ConfigError):
-        train((X, Y), arch="cpl", progress=False)
+        train((X, Y), arch="no_such_arch", progress=False)
     with pytest.raises(ShapeError):      # fewer columns in X than states in Y
         train((X[:, :1], Y), progress=False)
     with pytest.raises(ShapeError):      # rows do not pair up

@@ -1,4 +1,4 @@
-"""``dynid certify invertibility|radius``: certificates of (non)invertibility from the CLI."""
+"""``dynid certify invertibility|radius|model-error``: certificates from the CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from dynid.errors import ConfigError, ShapeError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("certify", help="certify invertibility / local radii of a model",
+    p = subparsers.add_parser("certify", help="certify invertibility / local radii / the model "
+                                              "error of a model",
                               description="Prove that a surrogate is (or is not) invertible "
                                           "on a box, or find certified radii of local "
                                           "invertibility at points.")
@@ -64,8 +65,14 @@ def register(subparsers) -> None:
     rad.set_defaults(func=_radius)
 
     from dynid.cli.box import register as register_box   # dynid certify box (max_box)
+    from dynid.cli.model_error import register as register_model_error
 
     register_box(sub)
+    register_model_error(sub)              # certify model-error (dynid/cli/model_error.py)
+
+    from dynid.cli.boundary import register as register_boundary   # dynid certify boundary
+
+    register_boundary(sub)
 
 
 def _box(net, args):

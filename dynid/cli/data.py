@@ -41,6 +41,7 @@ examples:
   dynid train data.nc --out model.h5
   dynid train data.nc --out model.h5 --arch mlp --hidden 64,64 --epochs 200
   dynid train traj.nc --out model.h5 --rollout-steps 5       (multi-step loss)
+  dynid train data.nc --out model.h5 --arch cpl --hidden 32,32,32,32 --cpl-gain scalar
 """
 
 
@@ -139,8 +140,15 @@ def register(sub) -> None:
                        description=TRAIN_HELP, formatter_class=fmt)
     add_input(p, "data", metavar="DATA", help="dataset file (from dynid simulate)")
     add_output(p, "--out", required=True, metavar="MODEL.h5", help="model file to write")
-    p.add_argument("--arch", choices=["mlp", "residual"], default="residual",
-                   help="residual: x + dt*N(x) (default); mlp: x -> x_next")
+    p.add_argument("--arch", choices=["mlp", "residual", "cpl"], default="residual",
+                   help="residual: x + dt*N(x) (default); mlp: x -> x_next; cpl: a stack of "
+                        "convex potential blocks (one per --hidden width), invertible by "
+                        "construction with an analytic certificate (docs/cpl.md)")
+    p.add_argument("--cpl-c", type=positive_float, default=0.9, metavar="C",
+                   help="cpl: step factor of every block, 0 < C < 1 (default 0.9)")
+    p.add_argument("--cpl-gain", default="none", choices=["none", "scalar", "matrix"],
+                   help="cpl: linear part after the stack (default none: Lip <= 1 in "
+                        "normalised units)")
     p.add_argument("--hidden", type=_hidden, default=(32, 32), metavar="W1,W2,..",
                    help="hidden layer widths (default 32,32)")
     p.add_argument("--epochs", type=positive_int, default=600,
@@ -272,7 +280,9 @@ def cmd_train(args) -> int:
                          target_rmse=args.target_rmse, max_seconds=args.max_seconds,
                          rollout_steps=args.rollout_steps, seed=args.seed, dtype=args.dtype,
                          device=args.device, progress=not args.quiet, log=log,
-                         checkpoint=args.out)
+                         checkpoint=args.out,
+                         arch_options={"c": args.cpl_c, "gain": args.cpl_gain}
+                         if args.arch == "cpl" else None)
     if summary["interrupted"]:
         print(f"interrupted after {summary['epochs']} epochs; best model so far saved to "
               f"{args.out}", file=sys.stderr)

@@ -71,6 +71,13 @@ def register(subparsers) -> None:
                    help="upper saturation limit of each input")
     add_output(p, "--out", default=None, help="write the reachable sets to this netCDF file")
     add_output(p, "--report", default=None, help="write a self-contained HTML report")
+    p.add_argument("--for", dest="about", default="surrogate", choices=["surrogate", "plant"],
+                   help="sets of the surrogate (default) or of the plant: the true system of "
+                        "the model, through a certified model error (reach/plant.py)")
+    p.add_argument("--error-lo", type=finite_float, nargs="+", default=None, metavar="L",
+                   help="with --for plant: box where the model error is certified (default: "
+                        "the surrogate's sets, grown)")
+    p.add_argument("--error-hi", type=finite_float, nargs="+", default=None, metavar="H")
     add_json_option(p)
     p.set_defaults(func=handle)
 
@@ -145,6 +152,30 @@ def handle(args) -> int:
         check_output(path, inputs=[target], overwrite=args.overwrite, name=what)
     if cfg.out is not None and cfg.report is not None and Path(cfg.out) == Path(cfg.report):
         raise ConfigError(f"out and report name the same file {cfg.out}")
+    if args.about == "plant":
+        from reach.plant import closed_loop_of, run_plant_config
+
+        if (args.error_lo is None) != (args.error_hi is None):
+            raise ConfigError("give both --error-lo and --error-hi (or neither)")
+        if args.error_lo is not None:
+            cfg.options["error_box"] = (args.error_lo, args.error_hi)
+        model, base = target, Path(".")       # the parts of a closed loop, from where they came
+        if target.endswith(".toml"):
+            from dynid.pipeline import read_toml
+
+            raw = read_toml(Path(target), "reach config")
+            raw = raw["reach"] if isinstance(raw.get("reach"), dict) else raw
+            model, controller, base = raw.get("model"), raw.get("controller"), Path(target).parent
+        loop = closed_loop_of(cfg.step_net, model, controller, base)
+        run = run_plant_config(cfg, progress=lambda m: print(f"  {m}", file=sys.stderr),
+                               loop=loop)
+        summary = run.summary()
+        if args.json != "-":
+            _print(run, {**summary, "method": run.dataset.attrs.get("method"),
+                         "engine": run.dataset.attrs.get("engine"),
+                         "cells": int(run.dataset.sizes["cell"])})
+        write_json(summary, args.json)
+        return 0
     run = run_config(cfg, progress=sys.stderr.isatty() or None)
     summary = run.summary()
     if args.json != "-":  # keep stdout pure JSON when it carries the JSON
@@ -178,10 +209,13 @@ def _controller_options(args):
 
 
 def _print(run, summary) -> None:
+    from reach.disturbance import describe
+
     ds = run.dataset
     names = [str(s) for s in ds.state.values]
     print(f"reach: {summary['method']} / {summary['engine']}, {summary['steps']} steps, "
           f"{summary['cells']} cell(s), {summary['seconds']:.3f} s")
+    print(f"  {describe(ds)}")
     for s in ds.step.values:
         lo, hi = ds.box_lo.sel(step=s).values, ds.box_hi.sel(step=s).values
         box = "  ".join(f"{n} in [{a:.6g}, {b:.6g}]" for n, a, b in zip(names, lo, hi))
@@ -189,7 +223,10 @@ def _print(run, summary) -> None:
     if "error" in summary:
         print(f"error ratio at step {summary['steps']}: {summary['error']:.4g} against "
               f"{summary['samples']} sampled trajectories; sound: {summary['sound']}")
-    for v in run.verdicts:
+    if "true_runs" in summary:
+        print(f"{summary['true_runs']} runs of the true system, outside the plant's sets: "
+              f"{summary['true_runs_outside']}")
+    for v in getattr(run, "verdicts", ()):
         line = f"spec '{v.spec}': {v.status}"
         if v.witness is not None:   # a falsifying run, re-checked by a float64 forward pass
             line += f" (falsifying run from x0 = {[round(float(a), 6) for a in v.witness[0]]})"

@@ -7,7 +7,9 @@ cells x cells sub-boxes of the domain for a witness pair, to show *where* F fold
 the global query), pairs = "auto" (the cell-pair verdict of
 :func:`dynid.certify.invertible_on` with ``cells``: "auto" runs it when the global query ends
 unknown, true runs only it, false never), grid = 80 (resolution of the det J heat map),
-out = "certify.json".
+out = "certify.json", method = "auto" ("analytic": the MIP-free certificate of a CPL stack,
+:func:`dynid.certify.invertible_analytic`; "mip": the MIP; "auto": analytic when the model is a
+CPL stack, the MIP otherwise). The result and the report say which method answered.
 
 Writes certify.json and certify_witnesses.png; adds a report section; puts the results under
 ``ctx.summary["certify"]``. For a forward-Euler Brusselator surrogate the analytic fold curve
@@ -29,7 +31,7 @@ from dynid.errors import ConfigError
 from dynid.results import jsonable
 
 KEYS = {"model", "lo", "hi", "norm", "delta", "tol", "solver", "time_limit", "cells", "grid",
-        "out", "pairs"}
+        "out", "pairs", "method"}
 
 
 def run(section: dict, ctx) -> None:
@@ -38,11 +40,17 @@ def run(section: dict, ctx) -> None:
     from dynid.pipeline import check_keys
 
     check_keys(section, KEYS, "[certify]")
+    method = section.get("method", "auto")
+    if method not in ("auto", "analytic", "mip"):
+        raise ConfigError(f"[certify] method must be \"auto\", \"analytic\" or \"mip\", got "
+                          f"{method!r}")
     path = ctx.resolve(section["model"]) if "model" in section else ctx.artifacts.get("model")
     if path is None:
         raise ConfigError("[certify] needs a model: add a [train] stage or set model = PATH")
     net = load_model(path)
     lo, hi = _domain(net, section)
+    if _analytic_stage(net, lo, hi, method, section, ctx):
+        return
     opts = dict(norm=section.get("norm", "inf"), delta=float(section.get("delta", 0.0)),
                 tol=float(section.get("tol", 1e-4)), solver=section.get("solver", "auto"),
                 time_limit=float(section.get("time_limit", 300.0)))
@@ -76,12 +84,19 @@ def run(section: dict, ctx) -> None:
                 c = noninvertibility(net, clo, chi, **opts)
                 cell_certs.append({"lo": clo, "hi": chi, **c.to_dict()})
                 ctx.log(f"cell {i},{j}: {c.status.value} value={c.value:.4g}")
-    result = {"domain": {"lo": lo, "hi": hi}, "invertibility": cert.to_dict(),
+    result = {"method": "mip", "domain": {"lo": lo, "hi": hi}, "invertibility": cert.to_dict(),
               "cells": cell_certs, "verdict": _verdict(cert)}
     if global_cert is not None and global_cert is not cert:
         result["global_query"] = global_cert.to_dict()
     fold = _euler_brusselator_fold(net)
-    files = {}
+    fig = _save_outputs(net, lo, hi, cert, cell_certs, fold, result, section, ctx)
+    _report(ctx, cert, cell_certs, fig, fold is not None)
+
+
+def _save_outputs(net, lo, hi, cert, cell_certs, fold, result, section, ctx):
+    """Write certify_witnesses.png (2-D and up) and certify.json, record them in the run's
+    artifacts and summary; return the figure (None in 1-D)."""
+    files, fig = {}, None
     if net.n_in >= 2:
         fig = _figure(net, lo, hi, cert, cell_certs, fold, int(section.get("grid", 80)))
         png = ctx.run_dir / "certify_witnesses.png"
@@ -95,7 +110,7 @@ def run(section: dict, ctx) -> None:
     write_text_atomic(out, json.dumps(jsonable(result), indent=2) + "\n")
     ctx.artifacts["certify"] = out
     ctx.summary["certify"] = jsonable({**result, "files": {**files, "json": out.name}})
-    _report(ctx, cert, cell_certs, fig if net.n_in >= 2 else None, fold is not None)
+    return fig
 
 
 def _domain(net, section):
@@ -206,7 +221,8 @@ def _figure(net, lo, hi, cert, cells, fold, grid):
 def _report(ctx, cert, cells, fig, has_fold) -> None:
     rep = ctx.report
     rep.add_heading("Invertibility certificate")
-    rep.add_text(_verdict(cert) + f". {cert.summary()}")
+    rep.add_text("Method: mixed-integer program on the domain. " + _verdict(cert) +
+                 f". {cert.summary()}")
     label = "domain"
     if "cells" in cert.info:
         i = cert.info
@@ -226,6 +242,40 @@ def _report(ctx, cert, cells, fig, has_fold) -> None:
         if has_fold:
             cap += "; the dashed line is the exact fold of the Euler map"
         rep.add_figure(fig, cap)
+
+
+def _analytic_stage(net, lo, hi, method, section, ctx) -> bool:
+    """The analytic certificate of a CPL stack (no MIP): write certify.json, the figure and the
+    report section and return True; return False when the MIP is to answer instead."""
+    from dynid.certify import invertible_analytic
+    from dynid.cpl import is_cpl
+
+    if method == "mip" or (method == "auto" and not is_cpl(net)):
+        return False
+    cert = invertible_analytic(net)
+    ctx.log(cert.summary())
+    if not cert.certified and method == "auto":
+        ctx.log(f"analytic certificate inconclusive ({cert.info.get('note')}): using the MIP")
+        return False
+    i = cert.info
+    verdict = (f"bijective on all of R^{net.n_in} (analytic CPL certificate): "
+               f"Lip_2(F) <= {i['lipschitz']:.4g}, Lip_2(F^-1) <= {i['inverse_lipschitz']:.4g}"
+               if cert.certified else f"unknown: {i.get('note')}")
+    result = {"method": "analytic", "domain": {"lo": lo, "hi": hi},
+              "invertibility": cert.to_dict(), "cells": [], "verdict": verdict}
+    fig = _save_outputs(net, lo, hi, cert, [], None, result, section, ctx)
+    rep = ctx.report
+    rep.add_heading("Invertibility certificate")
+    rep.add_text("Method: analytic certificate of the CPL stack (no MIP; re-derived from the "
+                 f"stored weights, exact SVD norms). Verdict: {verdict}. {cert.summary()}")
+    rep.add_table([{"block": k, "hidden": b["hidden"], "c": b["c"], "step h": b["h"],
+                    "||W||_2 (SVD)": b["norm_svd"], "h ||W||^2": b["c_effective"],
+                    "Lip(inverse)": b["inverse_lipschitz"]} for k, b in enumerate(i["blocks"])],
+                  caption="per block: h <= c / ||W||^2 makes it a bijection with Lip <= 1 and "
+                          "Lip(inverse) <= 1 / (1 - h ||W||^2) (docs/cpl.md)")
+    if fig is not None:
+        rep.add_figure(fig, "det J of the surrogate (a CPL stack never changes its sign)")
+    return True
 
 
 __all__ = ["run", "fold_curve"]

@@ -15,7 +15,8 @@ system's input box), and for experiments experiments = 100 (their number), signa
 ``[train]`` data (default: the dataset of the simulate stage), arch = "residual", hidden =
 [32, 32], and every option of :func:`dynid.train.train` (epochs, batch_size, lr, schedule,
 weight_decay, val_fraction, patience, target_rmse, max_seconds, rollout_steps, rollout_weight,
-seed, dtype, device), out = "model.h5".
+seed, dtype, device, arch_options: a table, e.g. ``{c = 0.9, gain = "scalar"}`` for
+arch = "cpl"), out = "model.h5".
 
 ``[evaluate]`` model / data (default: the run's), steps = 50, initial_states = 20,
 seed = 12345, test_samples = 2000, grid = 60 (heat-map resolution per axis), figures = true,
@@ -41,7 +42,7 @@ SIMULATE_KEYS = {"system", "params", "dt", "map", "kind", "samples", "steps", "s
                  "experiments", "signal", "signal_options", "noise_std"}
 TRAIN_OPTIONS = {"epochs", "batch_size", "lr", "schedule", "weight_decay", "val_fraction",
                  "patience", "target_rmse", "max_seconds", "rollout_steps", "rollout_weight",
-                 "seed", "dtype", "device"}
+                 "seed", "dtype", "device", "arch_options"}
 TRAIN_KEYS = TRAIN_OPTIONS | {"data", "arch", "hidden", "out"}
 EVALUATE_KEYS = {"model", "data", "steps", "initial_states", "seed", "test_samples", "grid",
                  "figures", "out"}
