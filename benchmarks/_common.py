@@ -47,7 +47,7 @@ def write_results(name: str, rows: list[dict], extra: dict | None = None) -> Pat
     from dynid.results import jsonable
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if "--quick" in sys.argv[1:]:     # a quick run never replaces the full run's figures
+    if "--quick" in sys.argv[1:] and not name.endswith("_quick"):   # never replaces a full run
         name = f"{name}_quick"
     path = RESULTS / f"{name}.json"
     payload = {"benchmark": name, "machine": machine_info(), **(extra or {}), "rows": rows}
