@@ -201,7 +201,10 @@ def objective_scale(net: ReLUNet, c) -> float:
         top = max(top, float(v.max()) if v.size else 0.0)
     if not (top > 0 and np.isfinite(top)):
         return 1.0
-    return float(2.0 ** np.round(np.log2(top)))
+    # never above 1: the optimality-tolerance term of the pad (tolerance x the variables'
+    # widths, dynid.milp.tolerances.bound_pad) does not shrink with the objective, so scaling
+    # a large objective down would multiply that term by the scale when it is scaled back
+    return float(min(1.0, 2.0 ** np.round(np.log2(top))))
 
 
 def fixed_input_check(net: ReLUNet, x, *, method: str = "bigm", solver: str = "auto"):
