@@ -220,6 +220,13 @@ def test_preimage_radius_not_contradicted():
     _prop(check_preimage_radius, "preimage", 30)
 
 
+def test_preimage_radius_at_the_1e6_output_scale():
+    """Found by the slow suite: with outputs of size 1e-7 the MIP called the preimage query
+    infeasible (certified radius r_max = 2) although another preimage lies 0.874 away; the
+    outputs are now scaled to size 1 (a power of two) before encoding."""
+    check_preimage_radius("preimage", 3413874, 1e-6, "output")
+
+
 @pytest.mark.slow
 def test_preimage_radius_not_contradicted_slow():
     _prop(check_preimage_radius, "preimage", SLOW)

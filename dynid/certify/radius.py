@@ -76,12 +76,40 @@ def certified_radius(net: ReLUNet, center, mode: str = "preimage", norm="inf",
         raise ShapeError("center must be finite")
     if not (r_max > 0 and r0 > 0 and resolution > 0):
         raise ConfigError("r_max, r0 and resolution must be > 0")
+    orig, (net, scale) = net, _unit_output_scale(net, c, r_max)
     if method == "reference":
-        return _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol,
+        cert = _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol,
                           formulation, solver, time_limit, log)
-    if mode == "ball":
-        return _fast_ball(net, c, p, r_max, tol, resolution, solver, time_limit, log)
-    return _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log)
+    elif mode == "ball":
+        cert = _fast_ball(net, c, p, r_max, tol, resolution, solver, time_limit, log)
+    else:
+        cert = _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log)
+    if scale != 1.0:
+        cert.info["output_scale"] = scale
+        w = cert.witness
+        if w is not None and "x" in w and "y" in w:   # report the witness in F's own units
+            w["Fx"], w["Fy"] = orig.forward(np.asarray(w["x"])), orig.forward(np.asarray(w["y"]))
+            if "output_gap" in w:
+                w["output_gap"] = float(w["output_gap"]) / scale
+    return cert
+
+
+def _unit_output_scale(net: ReLUNet, c, r_max: float):
+    """``(s F, s)``: F scaled by a power of two (exact in float64) so that its outputs over c +- r_max are of
+    size about 1. Preimages and equal-output pairs do not change; the solvers' absolute
+    tolerances then mean the same thing at every output scale (at 1e-6 a MIP called the
+    preimage query infeasible although another preimage exists)."""
+    from dynid.bounds import interval_bounds
+
+    b = interval_bounds(net, c - r_max, c + r_max)
+    top = float(max(np.max(np.abs(b.lower[-1])), np.max(np.abs(b.upper[-1]))))
+    if not (top > 0 and math.isfinite(top)):
+        return net, 1.0
+    s = float(2.0 ** -np.round(np.log2(top)))
+    if s == 1.0:
+        return net, 1.0
+    return ReLUNet(list(net.weights[:-1]) + [net.weights[-1] * s],
+                   list(net.biases[:-1]) + [net.biases[-1] * s], net.relu, net.meta), s
 
 
 # ---------------------------------------------------------------------- reference protocol
