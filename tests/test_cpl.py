@@ -42,9 +42,29 @@ def _forward_ld(net, x):
     return h
 
 
-def _ratios(net, x, y):
+def _rounding_ld(net, x):
+    """A bound on |_forward_ld(net, x) - F(x)| per output (F in exact arithmetic with the
+    stored weights): each layer adds at most (fan_in + 2) eps |W| |h| + |b| of rounding, and
+    later layers carry it on through |W|. It matters when a large constant (a bias times a large
+    step 1 / ||W||^2) sits on top of a tiny difference."""
+    eps = np.finfo(np.longdouble).eps
+    h = np.abs(np.asarray(x, dtype=np.longdouble))
+    e = np.zeros_like(h)
+    for w, b in zip(net.weights, net.biases):
+        aw = np.abs(w).astype(np.longdouble)
+        h_abs = h @ aw.T + np.abs(b).astype(np.longdouble)
+        e = e @ aw.T + (w.shape[1] + 2) * eps * h_abs
+        h = h_abs
+    return e
+
+
+def _ratios(net, x, y, slack=False):
     num = np.linalg.norm(_forward_ld(net, x) - _forward_ld(net, y), axis=1)
-    return num / np.linalg.norm(np.asarray(x, np.longdouble) - y, axis=1)
+    den = np.linalg.norm(np.asarray(x, np.longdouble) - y, axis=1)
+    if not slack:
+        return num / den
+    err = np.linalg.norm(_rounding_ld(net, x) + _rounding_ld(net, y), axis=1)
+    return num / den, err / den
 
 
 # ---------------------------------------------------------------------- the maths
@@ -62,9 +82,10 @@ def test_sampled_lipschitz_ratios(seed, c, n, k, scale, gap):
     u = rng.normal(size=(400, n))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     y = x + u * gap * (1 + np.linalg.norm(x, axis=1, keepdims=True))
-    r = _ratios(net, x, y)
-    assert r.max() <= 1 + 1e-9
-    assert r.min() >= (1 - c) ** k * (1 - 1e-9)
+    r, slack = _ratios(net, x, y, slack=True)   # slack: the extended-precision rounding
+    assert np.all(r - slack <= 1 + 1e-9)
+    assert np.all(r + slack >= (1 - c) ** k * (1 - 1e-9))
+    assert np.median(slack) < 1e-6   # the check is not vacuous
 
 
 @given(seed=st.integers(0, 2**31 - 1), c=st.sampled_from([0.5, 0.9]))
