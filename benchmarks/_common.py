@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LOAD_AT_START = os.getloadavg() if hasattr(os, "getloadavg") else None   # when first imported
 
 
 def machine_info() -> dict:
@@ -22,6 +23,8 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "loadavg_start": LOAD_AT_START,
+        "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     for mod in ("numpy", "scipy", "torch", "casadi", "gurobipy", "highspy", "pyscipopt"):
         try:
@@ -44,6 +47,8 @@ def write_results(name: str, rows: list[dict], extra: dict | None = None) -> Pat
     from dynid.results import jsonable
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if "--quick" in sys.argv[1:] and not name.endswith("_quick"):   # never replaces a full run
+        name = f"{name}_quick"
     path = RESULTS / f"{name}.json"
     payload = {"benchmark": name, "machine": machine_info(), **(extra or {}), "rows": rows}
     write_text_atomic(path, json.dumps(jsonable(payload), indent=2) + "\n")

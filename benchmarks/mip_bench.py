@@ -9,6 +9,8 @@
 2. Certified radius (preimage and ball modes, inf-norm) at 3 points of a forward-Euler
    Brusselator surrogate: the reference protocol (x5 growth from 0.1, then bisection to 1e-3)
    vs our one-MIP method.
+3. Certified radius in ball mode with our method on a trained 2-64-64-2 residual surrogate of
+   the same map (x + N(x), N 2-64-64-2, seed 0; goal < 10 s per point).
 
 Run: ``python benchmarks/mip_bench.py [--quick] [--time-limit 120]``. Writes
 benchmarks/results/mip_bench.json and prints markdown tables. The machine is shared with other
@@ -74,6 +76,38 @@ def brusselator_surrogate(path=None):
                   [np.r_[np.ones(hidden, bool), False, False], np.zeros(2, bool)],
                   meta={"domain": {"lo": lo.tolist(), "hi": hi.tolist()}})
     return net, "least-squares fit (16 random ReLU features + linear skip)"
+
+
+def brusselator_surrogate64(seed: int = 0, epochs: int = 150):
+    """A 2-64-64-2 residual surrogate x + N(x) of the same forward-Euler Brusselator map on
+    [2, 4] x [0, 2], trained here (4000 uniform samples, seed ``seed``; about 15 s)."""
+    from dynid.train import train
+
+    tau, a, b = 0.15, 1.0, 2.0
+    lo, hi = np.array([2.0, 0.0]), np.array([4.0, 2.0])
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(lo, hi, size=(4000, 2))
+    x, y = X[:, 0], X[:, 1]
+    Y = np.stack([x + tau * (a - (b + 1) * x + x * x * y), y + tau * (b * x - x * x * y)], 1)
+    net, summary = train((X, Y), arch="residual", hidden=(64, 64), epochs=epochs, seed=seed,
+                         progress=False)
+    return net.with_meta(domain={"lo": lo.tolist(), "hi": hi.tolist()}), summary
+
+
+def ball64_rows(points, time_limit, solver, rows, flush, net, rmse):
+    for pt in points:
+        c = certified_radius(net, pt, mode="ball", method="fast", r_max=2.0, solver=solver,
+                             time_limit=time_limit)
+        rows.append({"kind": "radius64", "d": 2, "h": 64, "R": 2.0, "seed": 0,
+                     "point": [float(v) for v in pt], "mode": "ball", "method": "ours",
+                     "seconds": round(c.seconds, 4), "radius": c.value,
+                     "radius_upper": c.bound, "solver": c.solver, "status": c.status.value,
+                     "jacobian_radius": c.info.get("jacobian_radius"),
+                     "boxes": len(c.info.get("boxes", [])), "one_step_rmse": rmse,
+                     "goal_10s_met": bool(c.status.value == "certified" and c.seconds < 10)})
+        print(f"radius64 {pt.tolist()} ball: {c.value:.5f}..{c.bound:.5f} ({c.status.value}) "
+              f"{c.seconds:.2f}s", flush=True)
+        flush()
 
 
 def iresnet_rows(cells, radii, seeds, solver, time_limit, rows, flush):
@@ -157,7 +191,22 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, default=None,
                     help="model file for the radius rows (default: a fixed least-squares "
                          "Brusselator surrogate that folds)")
+    ap.add_argument("--ball64-only", action="store_true",
+                    help="only the ball-mode rows on the 2-64-64-2 surrogate (3 points, "
+                         "writes results/mip_bench_ball64.json)")
     args = ap.parse_args(argv)
+    if args.ball64_only:
+        rows, extra = [], {"settings": {"time_limit": min(args.time_limit, 60.0),
+                                        "solver": args.solver, "norm": "inf"}}
+        net64, tsum = brusselator_surrogate64()
+        extra["surrogate64"] = {"widths": net64.widths, "one_step_rmse": tsum["one_step_rmse"]}
+        pts = [np.array([3.0, 0.6]), np.array([2.5, 1.5]), np.array([3.6, 0.4])]
+        ball64_rows(pts, min(args.time_limit, 60.0), args.solver, rows,
+                    lambda: write_results("mip_bench_ball64", rows, extra), net64,
+                    tsum["one_step_rmse"])
+        print(markdown_table(rows, ["point", "radius", "radius_upper", "seconds", "status",
+                                    "jacobian_radius", "boxes", "goal_10s_met"]))
+        return 0
     if args.quick:
         cells, radii, seeds, tl = [(4, 10), (6, 10)], [5, 15], [0], min(args.time_limit, 30)
     else:
@@ -179,6 +228,12 @@ def main(argv=None) -> int:
     if args.quick:
         pts = pts[:1]
     radius_rows(pts, tl, args.solver, rows, flush, net)
+    t64 = time.perf_counter()
+    net64, tsum = brusselator_surrogate64()
+    extra["surrogate64"] = {"widths": net64.widths, "one_step_rmse": tsum["one_step_rmse"],
+                            "train_seconds": time.perf_counter() - t64,
+                            "form": "x + N(x), N 2-64-64-2 (widths with the skip: 2-66-66-2)"}
+    ball64_rows(pts, min(tl, 60.0), args.solver, rows, flush, net64, tsum["one_step_rmse"])
     iresnet_rows(cells, radii, seeds, args.solver, tl, rows, flush)
     summary, gm = summarise(rows)
     extra["summary"] = summary
@@ -193,6 +248,10 @@ def main(argv=None) -> int:
     print()
     print(markdown_table(rad, ["point", "mode", "method", "radius", "radius_upper", "seconds",
                                "status", "steps", "agrees", "speedup"]))
+    r64 = [r for r in rows if r["kind"] == "radius64"]
+    print()
+    print(markdown_table(r64, ["point", "radius", "radius_upper", "seconds", "status",
+                               "jacobian_radius", "boxes", "goal_10s_met"]))
     print(f"\nwrote {path}")
     return 0
 

@@ -377,5 +377,42 @@ def check_box(net_or_n, lo, hi, what: str = "box") -> tuple[np.ndarray, np.ndarr
     return lo, hi
 
 
+#: Fraction of the training domain (per coordinate, about its centre) that ``dynid reach`` and
+#: the pipeline's ``[reach]`` stage take as the default box of initial states.
+REACH_FRACTION = 0.1
+
+
+def default_box(net: ReLUNet, what: str = "the box with --lo and --hi", fraction: float = 1.0,
+                required: bool = True):
+    """The one default-box rule: the model's training domain ``net.meta["domain"]`` or, with
+    ``fraction < 1``, its central part (same centre, ``fraction`` of the width in every
+    coordinate); ``None`` (or, when ``required``, a ConfigError asking for ``what``) when the
+    model has none.
+
+    Every command without an explicit box uses it: certify, prune and the box search with
+    ``fraction=1``; ``dynid reach`` and the pipeline's ``[reach]`` stage with
+    ``fraction=REACH_FRACTION``, so both start from the same initial box.
+
+    >>> net = linear(np.eye(2), meta={"domain": {"lo": [0, -1], "hi": [2, 1]}})
+    >>> lo, hi = default_box(net, fraction=0.1)
+    >>> lo.tolist(), hi.tolist()
+    ([0.9, -0.1], [1.1, 0.1])
+    >>> default_box(linear(np.eye(2)), required=False) is None
+    True
+    """
+    from dynid.errors import ConfigError
+
+    dom = net.meta.get("domain") if isinstance(net.meta, dict) else None
+    if not (isinstance(dom, dict) and dom.get("lo") is not None and dom.get("hi") is not None):
+        if required:
+            raise ConfigError(f"the model has no training domain in its metadata: give {what}")
+        return None
+    lo, hi = check_box(net, dom["lo"], dom["hi"], "the model's training domain")
+    if fraction != 1.0:
+        mid, half = (lo + hi) / 2, 0.5 * float(fraction) * (hi - lo)
+        lo, hi = mid - half, mid + half
+    return lo, hi
+
+
 __all__ = ["ReLUNet", "linear", "identity", "compose", "stack", "parallel", "difference",
-           "residual", "check_box", "UnsupportedLayerError"]
+           "residual", "check_box", "default_box", "REACH_FRACTION", "UnsupportedLayerError"]

@@ -26,6 +26,20 @@ class Status(str, Enum):
         return self.value
 
 
+def verdict(bound: float, tol: float, counterexample: bool = False) -> Status:
+    """The one verdict rule of every certificate: ``certified`` when the proven bound (a
+    solver best bound / dual bound, padded) is at most ``tol``; else ``counterexample`` when
+    the caller holds a witness re-checked in float64 that violates the property; else
+    ``unknown`` (a NaN bound, a time limit, an open gap).
+
+    >>> verdict(1e-7, 1e-6), verdict(0.5, 1e-6, counterexample=True), verdict(float("nan"), 1.0)
+    (<Status.CERTIFIED: 'certified'>, <Status.COUNTEREXAMPLE: 'counterexample'>, <Status.UNKNOWN: 'unknown'>)
+    """
+    if bound <= tol:
+        return Status.CERTIFIED
+    return Status.COUNTEREXAMPLE if counterexample else Status.UNKNOWN
+
+
 def jsonable(obj: Any) -> Any:
     """Recursively convert numpy arrays/scalars, enums and non-finite floats for JSON."""
     if isinstance(obj, Enum):

@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from dynid.errors import ConfigError
+from dynid.relunet import REACH_FRACTION, default_box
 
 KEYS = {"model", "benchmark", "lo", "hi", "steps", "method", "engine", "template", "window",
         "partitions", "refine", "refine_cells", "samples", "seed", "out", "report",
@@ -119,11 +120,8 @@ def build_step_net(model=None, benchmark=None, plant=None, base_dir=Path("."),
     elif net.n_in != net.n_out:
         raise ConfigError(f"{path} maps R^{net.n_in} to R^{net.n_out}; reach needs a step map "
                           "R^n -> R^n (for a controller add a [plant] table to a config file)")
-    defaults = {}
-    dom = net.meta.get("domain") if isinstance(net.meta, dict) else None
-    if isinstance(dom, dict) and "lo" in dom and "hi" in dom:
-        defaults = {"lo": dom["lo"], "hi": dom["hi"]}
-    return net, defaults
+    box = default_box(net, fraction=REACH_FRACTION, required=False)
+    return net, ({} if box is None else {"lo": box[0], "hi": box[1]})
 
 
 def controller_net(spec: dict, n: int, m: int, base_dir=Path(".")):

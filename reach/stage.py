@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from dynid.errors import ConfigError
 from dynid.stages import schema as sc
 
@@ -68,16 +66,6 @@ SCHEMAS = {"reach": sc.Schema({
     sc.same_length)}
 
 
-def _default_box(net):
-    dom = net.meta.get("domain") if isinstance(net.meta, dict) else None
-    if not (isinstance(dom, dict) and "lo" in dom and "hi" in dom):
-        raise ConfigError("[reach] needs lo = [...] and hi = [...]: the model has no training "
-                          "domain to default to")
-    lo, hi = np.asarray(dom["lo"], float), np.asarray(dom["hi"], float)
-    mid, half = (lo + hi) / 2, 0.05 * (hi - lo)
-    return mid - half, mid + half
-
-
 def run(section: dict, ctx) -> None:
     """Compute the reachable sets, write reach.nc and add the report section."""
     from dynid.pipeline import check_keys
@@ -102,8 +90,9 @@ def run(section: dict, ctx) -> None:
     net, defaults = build_step_net(model, section.get("benchmark"), section.get("plant"),
                                    ctx.base_dir, controller)
     cfg = dict(section)
-    if ("lo" not in cfg or "hi" not in cfg) and "benchmark" not in section:
-        defaults["lo"], defaults["hi"] = _default_box(net)
+    if ("lo" not in cfg or "hi" not in cfg) and "lo" not in defaults:
+        raise ConfigError("[reach] needs lo = [...] and hi = [...]: the model has no training "
+                          "domain to default to")
     cfg.setdefault("steps", defaults.get("steps", 5))
     cfg.setdefault("engine", "crown")
     cfg.pop("out", None)

@@ -229,6 +229,13 @@ def test_pipeline_stage(tmp_path):
     # default box: the central 10 % of the training domain
     assert np.allclose(s["boxes"]["lo"][0], [0.9, -0.2]) and np.allclose(s["boxes"]["hi"][0],
                                                                           [1.1, 0.2])
+    # one default-box rule: dynid reach on the same model starts from the same box
+    from dynid.cli import main
+
+    assert main(["reach", str(path), "--steps", "2", "--engine", "crown", "--samples", "200",
+                 "--out", str(tmp_path / "cli.nc"), "--json", str(tmp_path / "cli.json")]) == 0
+    cli = json.loads((tmp_path / "cli.json").read_text())["boxes"]
+    assert cli["lo"][0] == s["boxes"]["lo"][0] and cli["hi"][0] == s["boxes"]["hi"][0]
     assert "Reachable sets of the surrogate" in ctx.report.to_html()
     with pytest.raises(DynidError, match="unknown key"):
         run({"stepz": 2}, ctx)

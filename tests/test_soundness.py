@@ -220,9 +220,43 @@ def test_preimage_radius_not_contradicted():
     _prop(check_preimage_radius, "preimage", 30)
 
 
+def test_preimage_radius_at_the_1e6_output_scale():
+    """Found by the slow suite: with outputs of size 1e-7 the MIP called the preimage query
+    infeasible (certified radius r_max = 2) although another preimage lies 0.874 away; the
+    outputs are now scaled to size 1 (a power of two) before encoding."""
+    check_preimage_radius("preimage", 3413874, 1e-6, "output")
+
+
 @pytest.mark.slow
 def test_preimage_radius_not_contradicted_slow():
     _prop(check_preimage_radius, "preimage", SLOW)
+
+
+def check_jacobian_injective(_, seed: int, scale: float, kind: str) -> None:
+    """1-D maps: a box the interval-Jacobian test calls injective must carry a strictly
+    monotone map (brute-force grid in extended precision), since a continuous map of an
+    interval is injective only if strictly monotone."""
+    from dynid.certify.radius import jacobian_injective
+
+    rng = np.random.default_rng(seed)
+    net = random_relunet(rng, [1, int(rng.integers(2, 7)), int(rng.integers(1, 5)), 1])
+    if kind == "output":
+        net = ReLUNet(list(net.weights[:-1]) + [net.weights[-1] * scale],
+                      list(net.biases[:-1]) + [net.biases[-1] * scale], net.relu)
+    c, r = rng.uniform(-1, 1), rng.uniform(0.01, 1.0) * (scale if kind == "box" else 1.0)
+    if not jacobian_injective(net, [c - r], [c + r]):
+        return
+    g = np.diff(forward_ld(net, np.linspace(c - r, c + r, 4001)[:, None])[:, 0])
+    assert np.all(g > 0) or np.all(g < 0), (seed, scale, kind)
+
+
+def test_jacobian_injective_not_contradicted():
+    _prop(check_jacobian_injective, "jacobian", 200)
+
+
+@pytest.mark.slow
+def test_jacobian_injective_not_contradicted_slow():
+    _prop(check_jacobian_injective, "jacobian", SLOW)
 
 
 # ------------------------------------------------------------------ the issue's failing cases

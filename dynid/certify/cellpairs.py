@@ -20,7 +20,7 @@ from dynid.errors import ConfigError, parse_norm
 from dynid.executor import job_threads, resolve
 from dynid.journal import Volatile
 from dynid.relunet import check_box
-from dynid.results import Certificate, Status
+from dynid.results import Certificate, Status, verdict
 
 
 def _pair_job(net, box_x, box_y, budget, kw):
@@ -126,12 +126,9 @@ def invertible_by_cells(net, lo, hi, k, progress, kw) -> Certificate:
             info["note"] = "stopped at the first cell pair with a confirmed witness"
     value = worst.value if worst is not None else 0.0
     witness = worst.witness if worst is not None else None
-    if bound <= tol and witness is None:
-        status = Status.CERTIFIED
-    elif witness is not None:
-        status = Status.COUNTEREXAMPLE
-    else:
-        status = Status.UNKNOWN
+    # same rule as one noninvertibility query: a proven bound <= tol wins over a witness pair
+    # closer than tol (equal outputs within the distance tolerance are one point)
+    status = verdict(bound, tol, witness is not None)
     solver = "+".join(sorted(s for s in solvers if s)) or "bounds"
     return Certificate("invertible_on", status, value, max(bound, value),
                        max(0.0, bound - value), witness, solver, time.perf_counter() - t0,

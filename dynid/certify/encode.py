@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dynid.errors import ConfigError, ShapeError
+from dynid.milp.solve import SOLVERS
 from dynid.milp.tolerances import tight_options
 from dynid.relunet import ReLUNet
 
@@ -200,7 +201,10 @@ def objective_scale(net: ReLUNet, c) -> float:
         top = max(top, float(v.max()) if v.size else 0.0)
     if not (top > 0 and np.isfinite(top)):
         return 1.0
-    return float(2.0 ** np.round(np.log2(top)))
+    # never above 1: the optimality-tolerance term of the pad (tolerance x the variables'
+    # widths, dynid.milp.tolerances.bound_pad) does not shrink with the objective, so scaling
+    # a large objective down would multiply that term by the scale when it is scaled back
+    return float(min(1.0, 2.0 ** np.round(np.log2(top))))
 
 
 def fixed_input_check(net: ReLUNet, x, *, method: str = "bigm", solver: str = "auto"):
@@ -224,7 +228,7 @@ def fixed_input_check(net: ReLUNet, x, *, method: str = "bigm", solver: str = "a
 # points 1e-4 apart with "equal" outputs. The float64 re-check catches such pairs; tighter
 # tolerances keep the solver from returning them in the first place. (Kept for callers of the
 # old name: the table now lives in dynid.milp.tolerances.)
-TIGHT_OPTIONS = {name: tight_options(name) for name in ("gurobi", "highs", "scip")}
+TIGHT_OPTIONS = {name: tight_options(name) for name in SOLVERS}
 
 
 def solve_tight(model, solver: str = "auto", **kw):

@@ -39,7 +39,7 @@ import numpy as np
 
 from dynid.errors import ConfigError, ShapeError, parse_norm
 from dynid.relunet import ReLUNet, check_box, difference
-from dynid.results import Certificate, Status
+from dynid.results import Certificate, Status, verdict
 
 METHODS = ("ours", "naive")
 # objective padding for solver tolerances (feasibility ~1e-6 on rows scaled by the weights)
@@ -329,12 +329,7 @@ def _finish(f1, f2, best_x, best_val, bound, status, solver_name, size, info, ep
     solved = status == "optimal"
     info["solver_status"] = status   # "time_limit": a clock stopped it (said by the stages)
     if eps is not None:
-        if best_val > eps:
-            st = Status.COUNTEREXAMPLE
-        elif bound <= eps:
-            st = Status.CERTIFIED
-        else:
-            st = Status.UNKNOWN
+        st = verdict(bound, eps, best_val > eps)     # bound >= best_val: never both
         info["eps"] = float(eps)
     else:
         if info.get("norm") == "2":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,7 +38,7 @@ from dynid.certify.pairs import (add_copy_differences, copy_bounds, interval_dif
                                  tighten_differences)
 from dynid.errors import ConfigError, ShapeError, parse_norm
 from dynid.relunet import ReLUNet, check_box, compose, linear
-from dynid.results import Certificate, Status
+from dynid.results import Certificate, Status, verdict
 
 METHODS = ("ours", "naive")
 FEASIBILITY_NOTE = ("solved with tight solver tolerances (1e-9) and the bound padded for "
@@ -257,7 +258,7 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
     >>> noninvertibility(linear(np.eye(2)), [0, 0], [1, 1]).status.value
     'certified'
     """
-    from dynid.milp import SparseModel, padded_bound, solve
+    from dynid.milp import padded_bound, solve
 
     t0 = time.perf_counter()
     p, q = parse_norm(norm), parse_norm(out_norm)
@@ -269,18 +270,122 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
     if not (delta >= 0 and math.isfinite(delta)):
         raise ConfigError(f"delta must be a finite number >= 0, got {delta}")
     net = _as_identity_output(net)
-    center = None
     if ball is not None:
         center = np.asarray(ball[0], dtype=np.float64).reshape(-1)
-        radius = float(ball[1])
         if center.shape != (net.n_in,):
             raise ShapeError(f"ball center needs {net.n_in} values, got {center.size}")
+        ball = (center, float(ball[1]))
+    if y_box is not None and (ball is not None or fixed_y is not None):
+        raise ConfigError("y_box cannot be combined with ball or fixed_y")
+    if fixed_y is not None:
+        fixed_y = np.asarray(fixed_y, dtype=np.float64).reshape(-1)
+        if fixed_y.shape != (net.n_in,):
+            raise ShapeError(f"fixed_y needs {net.n_in} values, got {fixed_y.size}")
+    enc = encode_noninvertibility(net, lo, hi, p, q, delta, method=method, tol=tol,
+                                  bounds=bounds, tighten=tighten, time_limit=time_limit,
+                                  log=log, ball=ball, fixed_y=fixed_y, ball_norm=pb,
+                                  y_box=y_box)
+    info, model, lo, hi, lo_y, hi_y = enc.info, enc.model, enc.lo, enc.hi, enc.lo_y, enc.hi_y
+    if enc.proof is not None:   # proved by bounds alone: no MIP needed
+        return Certificate(query, Status.CERTIFIED, 0.0, enc.lp_bound, enc.lp_bound, None,
+                           enc.proof_solver, time.perf_counter() - t0, enc.size, info)
+    lp_bound, size = enc.lp_bound, enc.size
+    left = None if time_limit is None else max(0.1, time_limit - (time.perf_counter() - t0))
+    res = solve(model, solver=solver, time_limit=left, threads=threads, mip_gap=mip_gap,
+                mip_gap_abs=tol / 10 if math.isinf(p) or p == 1.0 else (tol / 10) ** 2, log=log,
+                tolerances="tight")
+    info["solver_status"] = res.status
+    info["tolerances"] = res.info.get("tolerances")
+    if res.message:
+        info["solver_message"] = res.message
+    # the best bound, padded for what the solver's tolerances can move it (dynid.milp)
+    bound = min(enc.to_dist(padded_bound(model, res)), lp_bound) if res.status != "error" \
+        else lp_bound
+    if res.status == "infeasible":
+        if y_box is not None and np.any(np.maximum(lo, lo_y) > np.minimum(hi, hi_y)):
+            bound = 0.0   # disjoint boxes: no pair with equal outputs (the solver's proof)
+            info["proof"] = "the solver proved the coupled MIP infeasible"
+        else:
+            # x = y is feasible; infeasible only from tolerances: say so, keep the LP bound
+            info["note"] = "solver reported infeasible although x = y is feasible"
+            bound = lp_bound
+    value, witness = 0.0, None
+    if res.x is not None:
+        xw = res.x[enc.x]
+        yw = res.x[enc.y] if enc.y is not None else fixed_y
+        if fixed_y is None:   # polishing may move both points within the boxes' hull
+            ok, dist, mis, xw, yw = check_pair(net, xw, yw, p, q, delta, tol,
+                                               np.minimum(lo, lo_y), np.maximum(hi, hi_y))
+        else:   # only x may be polished: y is the given point
+            ok, dist, mis, yw, xw = check_pair(net, yw, xw, p, q, delta, tol, lo, hi,
+                                               fixed_x=True)
+        if ok:
+            value = dist
+            witness = {"x": xw, "y": yw, "Fx": net.forward(xw), "Fy": net.forward(yw),
+                       "distance": dist, "output_gap": mis}
+        elif dist > tol:
+            info["rejected_witness"] = {"distance": dist, "output_gap": mis}
+    if p == 2.0 and bound > tol and witness is None:
+        # the squared objective's bound is too coarse near 0 (tol^2 is below the solver's
+        # tolerances): ||d||_2 <= sqrt(n) ||d||_inf, so certify the inf-norm problem instead
+        sub = noninvertibility(net, lo, hi, "inf", delta, out_norm=out_norm, method=method,
+                               solver=solver, time_limit=time_limit, threads=threads,
+                               mip_gap=mip_gap, tol=tol / math.sqrt(net.n_in), bounds=bounds,
+                               tighten=tighten, log=log, ball=ball, fixed_y=fixed_y,
+                               query=query, ball_norm=pb, y_box=y_box)
+        if sub.certified:
+            bound = min(bound, math.sqrt(net.n_in) * sub.bound)
+            info["l2_bound_via_inf_norm"] = True
+    status = verdict(bound, tol, witness is not None)
+    gap = max(0.0, bound - value) if math.isfinite(bound) else math.inf
+    return Certificate(query, status, value, max(bound, value), gap, witness, res.solver,
+                       time.perf_counter() - t0, size, info)
+
+
+@dataclass
+class NoninvertibilityEncoding:
+    """The MIP of a :func:`noninvertibility` query (see :func:`encode_noninvertibility`).
+
+    ``model`` maximises the distance (absent when ``proof`` says bounds alone settle it);
+    ``x`` / ``y`` index the two points (``y`` None with a fixed y); ``to_dist`` maps the
+    model's bound to the distance; ``lp_bound`` is the bound from the (tightened) difference
+    box; ``lo, hi`` the x box (met with the ball), ``lo_y, hi_y`` the y box."""
+
+    model: object
+    x: np.ndarray
+    y: np.ndarray | None
+    to_dist: object
+    lp_bound: float
+    lo: np.ndarray
+    hi: np.ndarray
+    lo_y: np.ndarray
+    hi_y: np.ndarray
+    info: dict
+    size: dict
+    proof: str | None = None
+    proof_solver: str = ""
+
+
+def encode_noninvertibility(net: ReLUNet, lo, hi, p: float, q: float, delta: float, *,
+                            method: str = "ours", tol: float = 1e-4, bounds=None,
+                            tighten: bool = True, time_limit=None, log=None, ball=None,
+                            fixed_y=None, ball_norm=None, y_box=None
+                            ) -> NoninvertibilityEncoding:
+    """The encoding half of :func:`noninvertibility`: the two copies (or one copy and a fixed
+    point), their difference rows, the output coupling, the ball rows and the distance
+    objective. Arguments as there, already checked: ``p``/``q`` parsed norms, ``lo``/``hi``
+    float arrays, ``net`` with an identity output layer, ``ball`` a ``(center, radius)`` pair
+    of an array and a float."""
+    from dynid.milp import SparseModel
+
+    pb = p if ball_norm is None else ball_norm
+    center = radius = None
+    if ball is not None:
+        center, radius = ball
         lo, hi = np.maximum(lo, center - radius), np.minimum(hi, center + radius)
         if np.any(lo > hi):
             raise ShapeError("the ball does not meet the box")
     naive = method == "naive"
-    if y_box is not None and (ball is not None or fixed_y is not None):
-        raise ConfigError("y_box cannot be combined with ball or fixed_y")
     info = {"method": method, "norm": norm_name(p), "out_norm": norm_name(q), "delta": delta,
             "tol": tol, "feasibility": FEASIBILITY_NOTE}
     bx = bounds if bounds is not None else copy_bounds(net, lo, hi, method)
@@ -295,15 +400,13 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
         if np.max(sep) > delta:
             info["proof"] = ("sound output bounds of the two boxes are more than delta apart "
                              f"(by {float(np.max(sep)):.3g})")
-            return Certificate(query, Status.CERTIFIED, 0.0, 0.0, 0.0, None, "bounds",
-                               time.perf_counter() - t0, {}, info)
+            return NoninvertibilityEncoding(None, None, None, None, 0.0, lo, hi, lo_y, hi_y,
+                                            info, {}, info["proof"], "bounds")
     model = SparseModel()
     ex = encode_relunet(model, net, bx, method="bigm" if not naive else "naive")
     lp_bound = math.inf
     if fixed_y is not None:
-        yv = np.asarray(fixed_y, dtype=np.float64).reshape(-1)
-        if yv.shape != (net.n_in,):
-            raise ShapeError(f"fixed_y needs {net.n_in} values, got {yv.size}")
+        yv = fixed_y
         d_lo, d_hi = lo - yv, hi - yv
         d = model.add_vars(net.n_in, d_lo, d_hi, "C")
         eye = sp.identity(net.n_in)
@@ -350,69 +453,14 @@ def noninvertibility(net: ReLUNet, lo, hi, norm="inf", delta: float = 0.0, *,
         _ball_rows(model, ex.x, center, radius, pb)
     _couple_outputs(model, od, q, delta)
     if lp_bound <= tol:
-        size = model.size()
         # the LP relaxation alone proves it: no MIP needed
         info["proof"] = "LP tightening of the difference bounds (safe dual bounds)"
-        return Certificate(query, Status.CERTIFIED, 0.0, lp_bound, lp_bound, None, "highs",
-                           time.perf_counter() - t0, size, info)
+        return NoninvertibilityEncoding(model, ex.x, y_idx, None, lp_bound, lo, hi, lo_y, hi_y,
+                                        info, model.size(), info["proof"], "highs")
     to_dist = _objective(model, d, p, np.asarray(d_lo, float), np.asarray(d_hi, float),
                          symmetric, naive)
-    size = model.size()
-    left = None if time_limit is None else max(0.1, time_limit - (time.perf_counter() - t0))
-    res = solve(model, solver=solver, time_limit=left, threads=threads, mip_gap=mip_gap,
-                mip_gap_abs=tol / 10 if math.isinf(p) or p == 1.0 else (tol / 10) ** 2, log=log,
-                tolerances="tight")
-    info["solver_status"] = res.status
-    info["tolerances"] = res.info.get("tolerances")
-    if res.message:
-        info["solver_message"] = res.message
-    # the best bound, padded for what the solver's tolerances can move it (dynid.milp)
-    bound = min(to_dist(padded_bound(model, res)), lp_bound) if res.status != "error" \
-        else lp_bound
-    if res.status == "infeasible":
-        if y_box is not None and np.any(np.maximum(lo, lo_y) > np.minimum(hi, hi_y)):
-            bound = 0.0   # disjoint boxes: no pair with equal outputs (the solver's proof)
-            info["proof"] = "the solver proved the coupled MIP infeasible"
-        else:
-            # x = y is feasible; infeasible only from tolerances: say so, keep the LP bound
-            info["note"] = "solver reported infeasible although x = y is feasible"
-            bound = lp_bound
-    value, witness = 0.0, None
-    if res.x is not None:
-        xw = res.x[ex.x]
-        yw = res.x[y_idx] if y_idx is not None else np.asarray(fixed_y, float)
-        if fixed_y is None:   # polishing may move both points within the boxes' hull
-            ok, dist, mis, xw, yw = check_pair(net, xw, yw, p, q, delta, tol,
-                                               np.minimum(lo, lo_y), np.maximum(hi, hi_y))
-        else:   # only x may be polished: y is the given point
-            ok, dist, mis, yw, xw = check_pair(net, yw, xw, p, q, delta, tol, lo, hi,
-                                               fixed_x=True)
-        if ok:
-            value = dist
-            witness = {"x": xw, "y": yw, "Fx": net.forward(xw), "Fy": net.forward(yw),
-                       "distance": dist, "output_gap": mis}
-        elif dist > tol:
-            info["rejected_witness"] = {"distance": dist, "output_gap": mis}
-    if p == 2.0 and bound > tol and witness is None:
-        # the squared objective's bound is too coarse near 0 (tol^2 is below the solver's
-        # tolerances): ||d||_2 <= sqrt(n) ||d||_inf, so certify the inf-norm problem instead
-        sub = noninvertibility(net, lo, hi, "inf", delta, out_norm=out_norm, method=method,
-                               solver=solver, time_limit=time_limit, threads=threads,
-                               mip_gap=mip_gap, tol=tol / math.sqrt(net.n_in), bounds=bounds,
-                               tighten=tighten, log=log, ball=ball, fixed_y=fixed_y,
-                               query=query, ball_norm=pb, y_box=y_box)
-        if sub.certified:
-            bound = min(bound, math.sqrt(net.n_in) * sub.bound)
-            info["l2_bound_via_inf_norm"] = True
-    if bound <= tol:
-        status = Status.CERTIFIED
-    elif witness is not None:
-        status = Status.COUNTEREXAMPLE
-    else:
-        status = Status.UNKNOWN
-    gap = max(0.0, bound - value) if math.isfinite(bound) else math.inf
-    return Certificate(query, status, value, max(bound, value), gap, witness, res.solver,
-                       time.perf_counter() - t0, size, info)
+    return NoninvertibilityEncoding(model, ex.x, y_idx, to_dist, lp_bound, lo, hi, lo_y, hi_y,
+                                    info, model.size())
 
 
 def _stop_at(tol: float, p: float, n: int) -> float:
@@ -462,4 +510,5 @@ def invertible_on(net: ReLUNet, lo, hi, *, cells: int | None = None, progress=No
 
 from dynid.certify.radius import certified_radius  # noqa: E402  (re-export)
 
-__all__ = ["noninvertibility", "invertible_on", "certified_radius", "check_pair", "pnorm"]
+__all__ = ["noninvertibility", "encode_noninvertibility", "NoninvertibilityEncoding",
+           "invertible_on", "certified_radius", "check_pair", "pnorm"]

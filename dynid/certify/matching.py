@@ -24,7 +24,7 @@ import numpy as np
 
 from dynid.errors import ConfigError, ShapeError
 from dynid.relunet import ReLUNet, check_box, compose, linear, stack
-from dynid.results import Certificate, Status, jsonable
+from dynid.results import Certificate, Status, jsonable, verdict
 
 
 @dataclass(frozen=True)
@@ -261,12 +261,7 @@ def is_function_of(f1: ReLUNet, f2: ReLUNet, lo, hi, *, tol: float = 1e-5,
     value, xv, yv, gap1 = best
     scale = max(1.0, float(np.abs(f1.forward(xv)).max()), float(np.abs(f1.forward(yv)).max()))
     bound = max(bound, value)
-    if bound <= tol:
-        status = Status.CERTIFIED
-    elif value > tol and gap1 <= 1e-6 * scale:
-        status = Status.COUNTEREXAMPLE
-    else:
-        status = Status.UNKNOWN
+    status = verdict(bound, tol, value > tol and gap1 <= 1e-6 * scale)
     witness = {"x": xv, "y": yv, "f1_gap": gap1, "f2_gap": value}
     info = {"method": method, "formulation": f"{f2.n_out} MILPs max f2_j(x) - f2_j(y), "
             "f1(x) = f1(y), x, y in the box (symmetric: one sign suffices)",

@@ -76,10 +76,40 @@ def certified_radius(net: ReLUNet, center, mode: str = "preimage", norm="inf",
         raise ShapeError("center must be finite")
     if not (r_max > 0 and r0 > 0 and resolution > 0):
         raise ConfigError("r_max, r0 and resolution must be > 0")
+    orig, (net, scale) = net, _unit_output_scale(net, c, r_max)
     if method == "reference":
-        return _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol,
+        cert = _reference(net, c, mode, p, r0, growth, resolution, max_steps, r_max, tol,
                           formulation, solver, time_limit, log)
-    return _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log)
+    elif mode == "ball":
+        cert = _fast_ball(net, c, p, r_max, tol, resolution, solver, time_limit, log)
+    else:
+        cert = _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log)
+    if scale != 1.0:
+        cert.info["output_scale"] = scale
+        w = cert.witness
+        if w is not None and "x" in w and "y" in w:   # report the witness in F's own units
+            w["Fx"], w["Fy"] = orig.forward(np.asarray(w["x"])), orig.forward(np.asarray(w["y"]))
+            if "output_gap" in w:
+                w["output_gap"] = float(w["output_gap"]) / scale
+    return cert
+
+
+def _unit_output_scale(net: ReLUNet, c, r_max: float):
+    """``(s F, s)``: F scaled by a power of two (exact in float64) so that its outputs over c +- r_max are of
+    size about 1. Preimages and equal-output pairs do not change; the solvers' absolute
+    tolerances then mean the same thing at every output scale (at 1e-6 a MIP called the
+    preimage query infeasible although another preimage exists)."""
+    from dynid.bounds import interval_bounds
+
+    b = interval_bounds(net, c - r_max, c + r_max)
+    top = float(max(np.max(np.abs(b.lower[-1])), np.max(np.abs(b.upper[-1]))))
+    if not (top > 0 and math.isfinite(top)):
+        return net, 1.0
+    s = float(2.0 ** -np.round(np.log2(top)))
+    if s == 1.0:
+        return net, 1.0
+    return ReLUNet(list(net.weights[:-1]) + [net.weights[-1] * s],
+                   list(net.biases[:-1]) + [net.biases[-1] * s], net.relu, net.meta), s
 
 
 # ---------------------------------------------------------------------- reference protocol
@@ -160,7 +190,48 @@ def _nn(p):
 
 
 # ---------------------------------------------------------------------- fast: one MIP
-def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log):
+def _fast_ball(net, c, p, r_max, tol, resolution, solver, time_limit, log):
+    """Ball mode: the one-MIP method on growing boxes c +- r (tight bounds on small boxes).
+
+    Start at twice the interval-Jacobian radius (:func:`injective_radius_lower`); a box whose
+    MIP has no equal-output pair proves radius >= r (the next box starts its radius variable
+    there), and an optimum t* < r inside the box c +- r is the answer for every larger box too,
+    since the ball of radius t* lies in it."""
+    t0 = time.perf_counter()
+    r_jac = injective_radius_lower(net, c, r_max)
+    if r_jac >= r_max:
+        info = {"method": "fast", "mode": "ball", "norm": _nn(p), "r_max": r_max, "tol": tol,
+                "resolution": resolution, "radius": r_max, "reached_r_max": True,
+                "jacobian_radius": r_jac, "boxes": [],
+                "proof": "interval Jacobian regular on the whole ball"}
+        return Certificate("certified_radius", Status.CERTIFIED, r_max, math.inf, math.inf,
+                           None, "interval-jacobian", time.perf_counter() - t0, {}, info)
+    proven, r, tries = r_jac, min(r_max, max(2.0 * r_jac, 8 * resolution)), []
+    while True:
+        left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.1)
+        cert = _fast(net, c, "ball", p, r, tol, resolution, solver, left, log, t_lo=proven)
+        tries.append({"box_radius": r, "status": cert.status.value, "lower": cert.value,
+                      "upper": cert.bound, "seconds": cert.seconds})
+        reached = cert.info.get("reached_r_max", False)
+        if reached:
+            proven = max(proven, r)
+        if not reached or r >= r_max or (time_limit is not None
+                                         and time.perf_counter() - t0 >= time_limit):
+            break
+        r = min(2.0 * r, r_max)
+    value = max(cert.value, proven) if not reached else r
+    info = {**cert.info, "r_max": r_max, "jacobian_radius": r_jac, "boxes": tries,
+            "radius": value, "reached_r_max": reached and r >= r_max}
+    if reached and r < r_max:     # out of time before the box reached r_max
+        status, upper = Status.UNKNOWN, math.inf
+    else:
+        status, upper = cert.status, cert.bound
+    return Certificate("certified_radius", status, value, upper,
+                       upper - value if math.isfinite(upper) else math.inf, cert.witness,
+                       cert.solver, time.perf_counter() - t0, cert.model_size, info)
+
+
+def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log, t_lo=0.0):
     from dynid.certify.invertibility import _as_identity_output, check_pair, pnorm
     from dynid.certify.pairs import add_copy_differences, copy_bounds, interval_diff_bounds
     from dynid.milp import SparseModel, padded_bound, solve
@@ -169,6 +240,7 @@ def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log):
     net = _as_identity_output(net)
     n = net.n_in
     lo, hi = c - r_max, c + r_max
+    r_jac = float(t_lo)    # a proven lower bound on the radius (ball mode)
     bx = copy_bounds(net, lo, hi, "ours")
     m = SparseModel()
     ex = encode_relunet(m, net, bx)
@@ -191,13 +263,16 @@ def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log):
         m.set_bounds(dzs[-1], lb=0.0, ub=0.0)
         # the pair (x, y) and (y, x) are both solutions: the separating coordinate is >= tol
         _exclusion(m, d, tol, 2 * r_max, one_sign=True)
-        radius_of = _ball_objective(m, ex.x, ey.x, c, p, r_max)
+        radius_of = _ball_objective(m, ex.x, ey.x, c, p, r_max,
+                                    t_lo=r_jac if math.isinf(p) else 0.0)
         y_idx = ey.x
     size = m.size()
     info = {"method": "fast", "mode": mode, "norm": _nn(p), "r_max": r_max, "tol": tol,
             "resolution": resolution, "exclusion": "pairs with ||x - y||_inf >= tol"}
     if mode == "preimage":
         info["local_injectivity_radius"] = r_loc
+    else:
+        info["jacobian_radius"] = r_jac
     # tight tolerances: they keep the solver from faking equal outputs, and the bound is
     # padded for what they can still move it (dynid.milp.bound_pad)
     res = solve(m, solver=solver, time_limit=time_limit, mip_gap=1e-6,
@@ -214,7 +289,7 @@ def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log):
                            math.inf, None, res.solver, time.perf_counter() - t0, size, info)
     lower = min(radius_of(padded_bound(m, res)), r_max) if math.isfinite(res.bound) \
         else 0.0
-    lower = max(lower, 0.0)
+    lower = max(lower, r_jac)
     upper, witness = math.inf, None
     if res.x is not None:
         xw = res.x[ex.x]
@@ -277,6 +352,75 @@ def local_injectivity_radius(net: ReLUNet, c) -> float:
     return max(0.0, r * (1 - 1e-9) - 1e-12) if math.isfinite(r) else math.inf
 
 
+def jacobian_injective(net: ReLUNet, lo, hi, bounds=None) -> bool:
+    """True when F is provably injective on the box [lo, hi] (False: not proven).
+
+    For x, y in the box, F(y) - F(x) = M (y - x) with M a convex combination of the Jacobians
+    of the activation patterns met along the segment, so M lies in the interval Jacobian [J]
+    (unstable units contribute D_jj in [0, 1]; units stable on the box a fixed 0 or 1). With
+    P ~ pinv(mid J), P M = I + E where |E| <= |P mid J - I| + |P| rad J; when that bound has
+    inf-norm < 1, P M is nonsingular for every such M, so M has full column rank and
+    F(y) = F(x) forces y = x. The interval product is kept in midpoint-radius form with every
+    radius padded for rounding, and the norm test keeps a 1e-6 margin.
+
+    >>> import numpy as np
+    >>> from dynid.relunet import ReLUNet
+    >>> net = ReLUNet([np.array([[1.0], [-1.0]]), np.array([[-1.0, -1.0]])],
+    ...               [np.zeros(2), np.zeros(1)])            # x -> -|x|
+    >>> jacobian_injective(net, [0.1], [1.0]), jacobian_injective(net, [-1.0], [1.0])
+    (True, False)
+    """
+    from dynid.bounds import crown_bounds, interval_bounds
+
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    if net.n_out < net.n_in:
+        return False
+    if bounds is None:
+        bounds = crown_bounds(net, lo, hi).intersect(interval_bounds(net, lo, hi))
+    eps = 1e-12
+    mid, rad = np.eye(net.n_in), np.zeros((net.n_in, net.n_in))
+    for i, (w, relu) in enumerate(zip(net.weights, net.relu)):
+        aw = np.abs(w)
+        m2, r2 = w @ mid, aw @ rad
+        r2 = r2 + eps * (aw @ np.abs(mid) + r2) + 1e-300
+        if relu.any():
+            on = relu & (bounds.lower[i] >= 0)
+            off = relu & (bounds.upper[i] <= 0)
+            unst = relu & ~on & ~off
+            m2[off], r2[off] = 0.0, 0.0
+            if unst.any():   # [0, 1] * [m - r, m + r] = hull of 0 and the interval
+                a, b = np.minimum(m2[unst] - r2[unst], 0.0), np.maximum(m2[unst] + r2[unst], 0.0)
+                m2[unst], r2[unst] = (a + b) / 2, (b - a) / 2 * (1 + eps)
+        mid, rad = m2, r2
+    if not (np.all(np.isfinite(mid)) and np.all(np.isfinite(rad))):
+        return False
+    try:
+        P = np.linalg.pinv(mid)
+    except np.linalg.LinAlgError:
+        return False
+    e = np.abs(P @ mid - np.eye(net.n_in)) + np.abs(P) @ rad
+    return bool(np.isfinite(e).all() and np.abs(e).sum(axis=1).max() < 1 - 1e-6)
+
+
+def injective_radius_lower(net: ReLUNet, c, r_max: float, steps: int = 30) -> float:
+    """The largest R <= r_max found by bisection with F provably injective on the box c +- R
+    (:func:`jacobian_injective`; 0 when none): a lower bound on the ball radius in every
+    norm, since each norm ball of radius R lies in that box."""
+    c = np.asarray(c, np.float64)
+    if jacobian_injective(net, c - r_max, c + r_max):
+        return float(r_max)
+    good, bad = 0.0, float(r_max)
+    for _ in range(steps):
+        mid = 0.5 * (good + bad)
+        if jacobian_injective(net, c - mid, c + mid):
+            good = mid
+        else:
+            bad = mid
+        if bad - good <= 1e-3 * bad:
+            break
+    return good
+
+
 def _exclusion(m, d, tol, big, one_sign):
     """||d||_inf >= tol with coordinate (and sign) binaries: d_i >= tol - M (1 - r_i)."""
     n = d.size
@@ -312,11 +456,12 @@ def _distance_objective(m, d, p, r_max):
     return lambda b: math.sqrt(max(b, 0.0))
 
 
-def _ball_objective(m, x, y, c, p, r_max):
-    """min t with ||x - c||_p <= t and ||y - c||_p <= t."""
+def _ball_objective(m, x, y, c, p, r_max, t_lo=0.0):
+    """min t with ||x - c||_p <= t and ||y - c||_p <= t (inf-norm: t >= ``t_lo``, a proven
+    lower bound)."""
     n = x.size
     if math.isinf(p):
-        t = m.add_vars(1, 0.0, r_max, "C")
+        t = m.add_vars(1, t_lo, r_max, "C")
         for v in (x, y):
             for i in range(n):
                 m.add_row([t[0], v[i]], [1.0, -1.0], -c[i], np.inf)

@@ -147,8 +147,9 @@ def _domain(net, args):
             raise ConfigError("--no-domain cannot be combined with --lo/--hi")
         return None
     if args.lo is None and args.hi is None:
-        dom = net.meta.get("domain")
-        return None if not dom else (np.asarray(dom["lo"], float), np.asarray(dom["hi"], float))
+        from dynid.relunet import default_box
+
+        return default_box(net, required=False)
     if args.lo is None or args.hi is None:
         raise ShapeError("give both --lo and --hi (or neither, to use the model's domain)")
     return np.asarray(args.lo, float), np.asarray(args.hi, float)

@@ -77,11 +77,9 @@ def register(subparsers) -> None:
 
 def _box(net, args):
     if args.lo is None and args.hi is None:
-        dom = net.meta.get("domain")
-        if not dom:
-            raise ShapeError("the model has no training domain in its metadata: give the box "
-                             "with --lo and --hi")
-        return np.asarray(dom["lo"], float), np.asarray(dom["hi"], float)
+        from dynid.relunet import default_box
+
+        return default_box(net, "the box with --lo and --hi")
     if args.lo is None or args.hi is None:
         raise ShapeError("give both --lo and --hi (or neither, to use the training domain)")
     return np.asarray(args.lo, float), np.asarray(args.hi, float)

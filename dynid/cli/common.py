@@ -129,7 +129,9 @@ def add_box_options(p, required: bool = True, what: str = "input box") -> None:
 
 
 def add_solver_options(p) -> None:
-    p.add_argument("--solver", choices=["auto", "gurobi", "highs", "scip"], default="auto",
+    from dynid.milp.solve import SOLVERS
+
+    p.add_argument("--solver", choices=["auto", *SOLVERS], default="auto",
                    help="MIP/LP solver; auto = Gurobi when the model fits its licence, else "
                         "HiGHS (linear) or SCIP (quadratic) (default: auto)")
     p.add_argument("--time-limit", type=positive_float, default=None, metavar="S",

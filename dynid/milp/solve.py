@@ -22,10 +22,20 @@ import numpy as np
 from dynid.errors import SolverError
 
 STATUSES = ("optimal", "time_limit", "infeasible", "unbounded", "error", "interrupted")
-SOLVERS = ("gurobi", "highs", "scip")
-_PIP = {"gurobi": "pip install gurobipy", "highs": "pip install highspy",
-        "scip": "pip install dynid[scip]"}
-_MODULE = {"gurobi": "gurobipy", "highs": "highspy", "scip": "pyscipopt"}
+#: The one backend table: name -> (Python module it needs, how to install it, dynid's adapter
+#: module, whether it takes quadratic constraints). Everything else (SOLVERS, the CLI's
+#: ``--solver`` choices, the tight-tolerance options) is derived from it.
+BACKENDS = {
+    "gurobi": {"module": "gurobipy", "pip": "pip install gurobipy",
+               "adapter": "dynid.milp.backends.gurobi", "quadratic": True},
+    "highs": {"module": "highspy", "pip": "pip install highspy",
+              "adapter": "dynid.milp.backends.highs", "quadratic": False},
+    "scip": {"module": "pyscipopt", "pip": "pip install dynid[scip]",
+             "adapter": "dynid.milp.backends.scip", "quadratic": True},
+}
+SOLVERS = tuple(BACKENDS)
+_PIP = {name: b["pip"] for name, b in BACKENDS.items()}
+_MODULE = {name: b["module"] for name, b in BACKENDS.items()}
 # Relative + absolute outward padding of reported bounds (float round-off, not tolerances).
 BOUND_PAD = 1e-9
 
@@ -119,15 +129,11 @@ def _importable(name: str) -> bool:
 
 
 def _backend(name: str):
-    if name == "gurobi":
-        from dynid.milp.backends import gurobi as mod
-    elif name == "highs":
-        from dynid.milp.backends import highs as mod
-    elif name == "scip":
-        from dynid.milp.backends import scip as mod
-    else:
-        raise SolverError(f"unknown solver {name!r}: use one of auto, gurobi, highs, scip")
-    return mod
+    import importlib
+
+    if name not in BACKENDS:
+        raise SolverError(f"unknown solver {name!r}: use one of auto, {', '.join(SOLVERS)}")
+    return importlib.import_module(BACKENDS[name]["adapter"])
 
 
 def _check_options(time_limit, threads, mip_gap):
@@ -223,9 +229,10 @@ def solve(model, solver: str = "auto", *, time_limit: float | None = None,
 
 
 def _refuse_unsupported(model, solver: str) -> None:
-    if solver == "highs" and model.is_quadratic:
-        raise SolverError("highs cannot solve a model with a quadratic objective or quadratic "
-                          "constraint: use solver='gurobi' or 'scip' (pip install dynid[scip])")
+    if solver in BACKENDS and model.is_quadratic and not BACKENDS[solver]["quadratic"]:
+        can = " or ".join(repr(n) for n, b in BACKENDS.items() if b["quadratic"])
+        raise SolverError(f"{solver} cannot solve a model with a quadratic objective or "
+                          f"quadratic constraint: use solver={can} (pip install dynid[scip])")
 
 
 def _solve_empty(model, solver) -> SolveResult:

@@ -144,14 +144,11 @@ def _save_outputs(net, lo, hi, cert, cell_certs, fold, result, section, ctx):
 
 
 def _domain(net, section):
-    from dynid.relunet import check_box
+    from dynid.relunet import check_box, default_box
 
     if "lo" in section or "hi" in section:
         return check_box(net, section.get("lo"), section.get("hi"), "[certify] box")
-    dom = net.meta.get("domain")
-    if not dom:
-        raise ConfigError("[certify] the model has no training domain: set lo and hi")
-    return check_box(net, dom["lo"], dom["hi"], "model domain")
+    return default_box(net, "[certify] lo = [...] and hi = [...]")
 
 
 def time_limited(*certs) -> bool:

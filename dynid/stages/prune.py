@@ -38,14 +38,12 @@ SCHEMAS = {"prune": sc.Schema({
 
 
 def _box(net, section, X):
-    from dynid.relunet import check_box
+    from dynid.relunet import check_box, default_box
 
     if "lo" in section or "hi" in section:
         return check_box(net, section.get("lo"), section.get("hi"), "[prune] box")
-    dom = net.meta.get("domain")
-    if dom:
-        return check_box(net, dom["lo"], dom["hi"], "model domain")
-    return X.min(axis=0), X.max(axis=0)
+    box = default_box(net, required=False)
+    return box if box is not None else (X.min(axis=0), X.max(axis=0))
 
 
 def level_job(net, sparsity, X, Y, lo, hi, *, structured, per_layer, epochs, lr, norm, method,
