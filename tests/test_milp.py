@@ -580,6 +580,10 @@ def test_auto_falls_back_when_gurobi_fails(monkeypatch):
 
 _CTRL_C_SCRIPT = """
 import json, os, signal, sys, threading
+# a user's shell delivers Ctrl-C; the test runner's process may have left SIGINT ignored or
+# blocked (both are inherited by this child), so restore what an interactive Python has
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 sys.path.insert(0, {root!r})
 import numpy as np
 from tests.test_milp import _market_split
