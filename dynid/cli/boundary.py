@@ -6,14 +6,10 @@ Registered from :mod:`dynid.cli.certify` as one more query of ``dynid certify``.
 from __future__ import annotations
 
 import argparse
-import sys
-
-import numpy as np
 
 from dynid.cli.box import _domain
 from dynid.cli.common import (add_input, add_json_option, add_norm_option, add_solver_options,
-                              finite_float, nonneg_float, write_json)
-from dynid.errors import ShapeError
+                              finite_float, nonneg_float, points_arg, run_points)
 
 EXAMPLES = """\
 examples:
@@ -56,26 +52,11 @@ def _boundary(args) -> int:
     from dynid.modelfile import load_model
 
     net = load_model(args.model)
-    at = np.asarray(args.at, float)
-    if at.size % net.n_in:
-        raise ShapeError(f"--at needs a multiple of {net.n_in} values (one point is "
-                         f"{net.n_in} values), got {at.size}")
+    points = points_arg(net, args.at)
     domain = _domain(net, args)
-    points = at.reshape(-1, net.n_in)
-    out = sys.stderr if args.json == "-" else sys.stdout
-    certs = []
-    try:
-        for pt in points:
-            c = boundary_distance(net, pt, args.norm, domain, solver=args.solver,
-                                  time_limit=args.time_limit, threads=args.threads,
-                                  gap=args.gap, tighten=args.tighten)
-            certs.append(c)
-            print(_line(pt, c), file=out)
-    except KeyboardInterrupt:
-        print(f"interrupted after {len(certs)} of {len(points)} points", file=sys.stderr)
-        if not certs:
-            raise
-    write_json(certs[0] if len(certs) == 1 else [c.to_dict() for c in certs], args.json)
+    certs = run_points(points, lambda pt: boundary_distance(
+        net, pt, args.norm, domain, solver=args.solver, time_limit=args.time_limit,
+        threads=args.threads, gap=args.gap, tighten=args.tighten), _line, args.json)
     return 0 if len(certs) == len(points) else 130
 
 

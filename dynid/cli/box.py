@@ -6,13 +6,13 @@ Registered from :mod:`dynid.cli.certify` as one more query of ``dynid certify``.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from dynid.cli.common import (add_input, add_json_option, add_output, add_solver_options,
-                              finite_float, nonneg_float, nonneg_int, positive_int, write_json)
+                              finite_float, nonneg_float, nonneg_int, points_arg, positive_int,
+                              run_points)
 from dynid.errors import ConfigError, ShapeError
 
 EXAMPLES = """\
@@ -105,10 +105,7 @@ def _box(args) -> int:
     from dynid.modelfile import load_model
 
     net = load_model(args.model)
-    at = np.asarray(args.at, float)
-    if at.size % net.n_in:
-        raise ShapeError(f"--at needs a multiple of {net.n_in} values (one point is "
-                         f"{net.n_in} values), got {at.size}")
+    points = points_arg(net, args.at)
     if args.steps > 1 and net.n_in != net.n_out:
         raise ShapeError(f"--steps {args.steps} needs a map from R^n to R^n; this model is "
                          f"{net.n_in} -> {net.n_out}")
@@ -116,22 +113,11 @@ def _box(args) -> int:
         raise ShapeError(f"--figure draws 2-D inputs; this model has {net.n_in}")
     spec = _spec(args, net.n_out)
     domain = _domain(net, args)
-    points = at.reshape(-1, net.n_in)
-    out = sys.stderr if args.json == "-" else sys.stdout
-    certs = []
-    try:
-        for pt in points:
-            c = max_box(net, pt, spec, steps=args.steps, mode=args.mode, weights=args.weights,
-                        domain=domain, relaxation=args.relaxation, iterations=args.iterations,
-                        confirm=args.confirm, grow=args.grow, solver=args.solver,
-                        time_limit=args.time_limit, threads=args.threads)
-            certs.append(c)
-            print(_line(pt, c), file=out)
-    except KeyboardInterrupt:
-        print(f"interrupted after {len(certs)} of {len(points)} points", file=sys.stderr)
-        if not certs:
-            raise
-    write_json(certs[0] if len(certs) == 1 else [c.to_dict() for c in certs], args.json)
+    certs = run_points(points, lambda pt: max_box(
+        net, pt, spec, steps=args.steps, mode=args.mode, weights=args.weights, domain=domain,
+        relaxation=args.relaxation, iterations=args.iterations, confirm=args.confirm,
+        grow=args.grow, solver=args.solver, time_limit=args.time_limit,
+        threads=args.threads), _line, args.json)
     if args.figure is not None and certs:
         from dynid.certify.maxbox import box_figure
         from dynid.stages.figures import save_png

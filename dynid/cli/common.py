@@ -166,3 +166,35 @@ def write_json(obj, path) -> None:
 __all__ = ["number_type", "positive_float", "nonneg_float", "finite_float", "fraction_float", "positive_int",
            "nonneg_int", "torch_device", "add_output", "add_input", "check_paths", "add_box_options",
            "add_solver_options", "add_json_option", "add_norm_option", "write_json"]
+
+
+def points_arg(net, at, flag: str = "--at"):
+    """The points of a ``--at`` list (n_in values each) as an (m, n_in) array."""
+    import numpy as np
+
+    from dynid.errors import ShapeError
+
+    at = np.asarray(at, float)
+    if at.size % net.n_in:
+        raise ShapeError(f"{flag} needs a multiple of {net.n_in} values (one point is "
+                         f"{net.n_in} values), got {at.size}")
+    return at.reshape(-1, net.n_in)
+
+
+def run_points(points, certify, line, json_path) -> list:
+    """``certify(pt)`` for each point, a line each (stderr when the JSON goes to stdout);
+    Ctrl-C keeps the finished ones. Writes the JSON (one certificate, or a list) and returns
+    the certificates; fewer than ``points`` means interrupted (exit 130)."""
+    out = sys.stderr if json_path == "-" else sys.stdout
+    certs = []
+    try:
+        for pt in points:
+            c = certify(pt)
+            certs.append(c)
+            print(line(pt, c), file=out)
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(certs)} of {len(points)} points", file=sys.stderr)
+        if not certs:
+            raise
+    write_json(certs[0] if len(certs) == 1 else [c.to_dict() for c in certs], json_path)
+    return certs
