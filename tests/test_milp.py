@@ -181,6 +181,77 @@ def test_random_milps_all_backends_agree_with_brute_force(case):
         _feasible(m, r)
 
 
+@settings(max_examples=60, deadline=None)
+@given(random_milp(), st.sampled_from([1.0, 2.0 ** -20, 2.0 ** -27]))
+def test_lp_branch_and_bound_holds_against_brute_force(case, scale):
+    """The tolerance-free bound (float64 dual bounds at every node) on the right side of the
+    enumerated optimum, at O(1) and at the 1e-6 / 1e-8 objective scales (powers of two, so the
+    scaled reference is exact), and tight; its target is the optimum itself (most pruning)."""
+    from dynid.milp.lp import branch_and_bound
+
+    c, A, lo, hi, lb, ub, nb, sense = case
+    # the reference at O(1), scaled after (linprog, like any LP solver, has absolute dual
+    # tolerances: at the 1e-8 scale it stops at a wrong vertex)
+    ref = _brute_force(c, A, lo, hi, lb, ub, nb, sense)
+    ref = None if ref is None else ref * scale
+    c = c * scale
+    m = SparseModel()
+    x = np.r_[m.add_vars(nb, vtype="B"), m.add_vars(c.size - nb, lb=lb[nb:], ub=ub[nb:])]
+    m.add_rows(x, A, lo, hi)
+    m.set_objective(x, c, sense, constant=0.25 * scale)
+    got = branch_and_bound(m, 0.0 if ref is None else ref + 0.25 * scale,
+                           max_nodes=2 ** (nb + 1))
+    if ref is None:
+        return          # an empty model: any answer (or none) bounds it
+    assert got is not None
+    ref += 0.25 * scale
+    slack = 1e-9 * scale * (1 + abs(ref) / scale)    # linprog's own feasibility tolerance
+    if sense == "max":
+        assert ref - slack <= got <= ref + 1e-6 * scale * (1 + abs(ref) / scale)
+    else:
+        assert ref - 1e-6 * scale * (1 + abs(ref) / scale) <= got <= ref + slack
+
+
+def test_lp_branch_and_bound_refuses_what_it_cannot_bound():
+    from dynid.milp.lp import branch_and_bound
+
+    m = SparseModel()
+    x = m.add_vars(3, 0.0, 1.0, vtype="B")
+    m.add_row(x, [1.0, 1.0, 1.0], hi=1.5)
+    m.set_objective(x, [1.0, 2.0, 3.0], sense="max")
+    assert branch_and_bound(m, 3.0, max_nodes=1) is None        # the LP root gives 4.0
+    b = branch_and_bound(m, 3.0, max_nodes=16)
+    assert 3.0 <= b < 3.0 + 1e-9
+    n = SparseModel()
+    y = n.add_vars(2, 0.0, 4.0, vtype="I")                       # integers, not binaries
+    n.set_objective(y, [1.0, 1.0], sense="max")
+    assert branch_and_bound(n, 8.0) is None
+    q = SparseModel()
+    z = q.add_vars(1, 0.0, 1.0, vtype="B")
+    q.set_objective(quad=(z, z, [1.0]), sense="max")
+    assert branch_and_bound(q, 1.0) is None
+
+
+def test_padded_bound_verified_is_tighter_and_still_valid():
+    """On a MIP whose rows are large (the pad's worst case over all rows is big) the verified
+    bound replaces the pad and still lies on the right side of the enumerated optimum."""
+    from dynid.milp import padded_bound
+
+    rng = np.random.default_rng(5)
+    m = SparseModel()
+    t = m.add_vars(6, vtype="B")
+    w = rng.uniform(1e3, 1e4, 6)
+    m.add_row(t, w, hi=float(w.sum() / 2))
+    p = rng.uniform(0, 1, 6)
+    m.set_objective(t, p, sense="max")
+    r = solve(m, "highs", tolerances="tight")
+    best = max(float(p @ np.array(z)) for z in itertools.product([0, 1], repeat=6)
+               if float(w @ np.array(z)) <= w.sum() / 2)
+    plain, checked = padded_bound(m, r, verify=0), padded_bound(m, r)
+    assert best <= checked <= plain
+    assert checked - best < 1e-9 < plain - best
+
+
 # ------------------------------------------------------------------ quadratic
 def _max_dist_model(lo_x, hi_x, lo_y, hi_y):
     m = SparseModel()

@@ -23,7 +23,8 @@ from dynid.relunet import ReLUNet, check_box
 
 def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
                  time_limit: float | None = None, bounds=None, obbt: bool | str = "auto",
-                 mip_gap: float = 1e-6, log=None, return_results: bool = False):
+                 mip_gap: float = 1e-6, log=None, return_results: bool = False,
+                 verify: int | None = None):
     """Sound lower and upper bounds of each row of ``C @ F(x)`` over the box [lo, hi].
 
     Each bound is the MIP *best bound* (valid even when the time limit stops the solver; then
@@ -38,6 +39,9 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
     bounds : pre-activation bounds to encode with (default CROWN ∩ interval, plus LP-OBBT
         on deep nets).
     return_results : also return the list of :class:`dynid.milp.SolveResult` (min, max per row).
+    verify : nodes of the tolerance-free LP branch-and-bound that may replace the pad by a
+        rigorous bound (:func:`dynid.milp.padded_bound`; default its ``VERIFY_NODES``); 0
+        keeps the pad alone.
 
     Returns
     -------
@@ -71,7 +75,8 @@ def output_range(net: ReLUNet, lo, hi, C=None, *, solver: str = "auto",
                         tolerances="tight")
             results.append(res)
             stop_if_interrupted(res)
-            value = s * padded_bound(m, res, encoding_sensitivity(net, b, C[k] / s))
+            value = s * padded_bound(m, res, encoding_sensitivity(net, b, C[k] / s),
+                                     **({} if verify is None else {"verify": verify}))
             if sense == "min":
                 lower[k] = value
             else:

@@ -117,6 +117,8 @@ class WarmLP:
         self._row_lo, self._row_hi = np.asarray(model.row_lo), np.asarray(model.row_hi)
         self._highs = None
         self._prev = np.zeros(0, np.int32)
+        self.infeasible = False   # the last LP proven empty (a Farkas ray, checked in float64)
+        self.x = None    # HiGHS's primal point of the last solve (a guide only, never a bound)
 
     def _build(self):
         hs = self._hs
@@ -158,18 +160,38 @@ class WarmLP:
             h.changeColsCost(self._prev.size, self._prev, np.zeros(self._prev.size))
         h.changeColsCost(nz.size, nz, c[nz])
         self._prev = nz
+        self.x = None
+        self.infeasible = False
         try:
             h.run()
         except Exception:
             return None
+        if h.getModelStatus() == self._hs.HighsModelStatus.kInfeasible:
+            self.infeasible = self._farkas()
+            return None
         sol = h.getSolution()
         if not getattr(sol, "dual_valid", True):
             return None
+        x = np.asarray(sol.col_value, dtype=np.float64)
+        self.x = x if x.size == self.n_vars else None
         y = np.asarray(sol.row_dual, dtype=np.float64)
         return y if y.size == self.n_rows else None
 
+    def _farkas(self) -> bool:
+        """Whether HiGHS's dual ray proves the LP empty in float64: with the objective 0 its
+        weak-duality bound is below 0, which no feasible point allows."""
+        try:
+            status, has, ray = self._highs.getDualRay()
+        except Exception:
+            return False
+        ray = np.asarray(ray, dtype=np.float64)
+        if not has or ray.size != self.n_rows:
+            return False
+        return bool(self.dual(np.zeros(self.n_vars), ray) < 0)
+
     def maximize(self, objectives) -> np.ndarray:
-        """Rigorous upper bounds of ``max c.x`` for each row ``c`` of ``objectives``."""
+        """Rigorous upper bounds of ``max c.x`` for each row ``c`` of ``objectives``
+        (``-inf`` where a dual ray proves the LP empty)."""
         if self._highs is None:
             self._build()
         C = sp.csr_matrix(objectives, dtype=np.float64)
@@ -178,18 +200,101 @@ class WarmLP:
         zero = np.zeros(self.n_rows)
         for k in range(C.shape[0]):
             c = C.getrow(k).toarray().ravel()
+            # HiGHS's dual feasibility tolerance is absolute: an objective of size 1e-8 would
+            # pass as optimal at any basis. Solve and bound with c scaled to size ~1 by a power
+            # of two (exact), then scale the bound back.
+            top = float(np.max(np.abs(c))) if c.size else 0.0
+            s = 2.0 ** -np.round(np.log2(top)) if 0 < top < math.inf else 1.0
+            c = c * s
             y = None
             if self.time_limit is None or time.perf_counter() - t0 <= self.time_limit:
                 y = self._duals(c)
                 self.stats["lps"] += 1
+                if y is None and self.infeasible:
+                    out[k] = -math.inf
+                    continue
                 if y is None:
                     self.stats["failed"] += 1
-            out[k] = self.dual(c, zero if y is None else y)
+            out[k] = self.dual(c, zero if y is None else y) / s
         return out
 
     def minimize(self, objectives) -> np.ndarray:
         """Rigorous lower bounds of ``min c.x`` for each row ``c``."""
         return -self.maximize(-sp.csr_matrix(objectives, dtype=np.float64))
+
+
+def branch_and_bound(model, target: float, *, max_nodes: int = 64,
+                     time_limit: float | None = None) -> float | None:
+    """A rigorous bound of the optimum of the MIP ``model`` that needs no solver tolerance:
+    LP branch-and-bound over its binaries in which every node's value is the float64
+    weak-duality bound of :class:`WarmLP`.
+
+    A node is closed when its bound is at most ``target`` (typically the MIP solver's own best
+    bound plus a hair) or when HiGHS's LP point is integral on the binaries still free; the
+    answer is the largest bound of the closed nodes (for ``min``: the smallest lower bound).
+    Branching takes the most fractional binary of HiGHS's LP point (a guide only: whatever
+    point HiGHS returns, each closed node's bound holds for every integer point in it, and the
+    nodes cover the whole binary domain). Quadratic rows are left out (a relaxation: still an
+    upper bound). ``None`` when ``model`` has integers that are not binaries, a quadratic
+    objective, or when ``max_nodes`` / ``time_limit`` run out first. A node whose LP a dual
+    ray proves empty is closed with no bound.
+
+    Example
+    -------
+    >>> from dynid.milp import SparseModel
+    >>> m = SparseModel(); x = m.add_vars(2, 0.0, 1.0, vtype="B")
+    >>> _ = m.add_row(x, [2.0, 2.0], hi=3.0)       # at most one of the two
+    >>> m.set_objective(x, [1.0, 1.0], sense="max")
+    >>> b = branch_and_bound(m, 1.0)               # the LP alone gives 1.5
+    >>> bool(1.0 <= b < 1.0 + 1e-9)
+    True
+    """
+    if len(model.objective_quad()[2]) or not math.isfinite(target):
+        return None
+    ints = np.flatnonzero(model.integer_mask)
+    lb0, ub0 = np.asarray(model.lb, float), np.asarray(model.ub, float)
+    if np.any(lb0[ints] < 0) or np.any(ub0[ints] > 1):
+        return None
+    sign = 1.0 if model.sense == "max" else -1.0
+    c = sign * model.objective_vector()
+    const = sign * float(model.obj_constant)
+    goal = sign * float(target) - const
+    lp = WarmLP(model)
+    lo_b, hi_b = np.ceil(lb0[ints] - 1e-9), np.floor(ub0[ints] + 1e-9)
+    stack = [(lo_b, hi_b)]
+    best, nodes, t0 = -math.inf, 0, time.perf_counter()
+    while stack:
+        if nodes >= max_nodes or (time_limit is not None
+                                  and time.perf_counter() - t0 > time_limit):
+            return None
+        lo, hi = stack.pop()
+        nodes += 1
+        lp.set_var_bounds(ints, lo, hi)
+        val = float(lp.maximize(c[None, :])[0])
+        closed = val <= goal
+        if not closed:
+            x = lp.x
+            free = lo < hi
+            frac = np.abs(x[ints] - np.round(x[ints])) if x is not None else np.ones(ints.size)
+            frac = np.where(free, frac, -1.0)
+            if not free.any() or (x is not None and frac.max() <= 1e-9):
+                # nothing left to branch on, or the LP point is integral: this node's bound
+                # is final (it may lie above the target: then the solver's bound was low)
+                closed = True
+            else:
+                k = int(np.argmax(frac))
+                first = 1.0 if x is not None and x[ints[k]] > 0.5 else 0.0
+                for v in (1.0 - first, first):      # the likelier side is popped first
+                    nlo, nhi = lo.copy(), hi.copy()
+                    nlo[k] = nhi[k] = v
+                    stack.append((nlo, nhi))
+        if closed:
+            best = max(best, val)
+    if not math.isfinite(best):
+        return None
+    value = best + const
+    value += 4 * _EPS * (abs(best) + abs(const))     # the addition's rounding
+    return sign * value
 
 
 def quiet_highs(highspy=None, threads: int | None = 1):
@@ -240,4 +345,4 @@ class _quiet_fd:
         return False
 
 
-__all__ = ["WarmLP", "DualBound", "quiet_highs"]
+__all__ = ["WarmLP", "DualBound", "branch_and_bound", "quiet_highs"]
