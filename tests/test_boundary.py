@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dynid.certify.boundary import (Region, boundary_distance, decision, region_bounds,
@@ -212,14 +212,21 @@ def _grid_far(x, p, lo, hi):
 
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), norm=st.sampled_from(["1", "2", "inf"]))
+@example(seed=3269480, norm="1")
 def test_bias_free_nets_are_homogeneous(seed, norm):
     # F(t x) = t F(x) without biases, so the distance from t x is t times that from x
     net = he_mlp(6, [12, 12], seed=seed % 1000)
     x = np.random.default_rng(seed).random(6) + 0.1
     a = boundary_distance(net, x, norm)
     b = boundary_distance(net, 3.0 * x, norm)
-    assert a.status.value == b.status.value == "certified"
+    # the brackets scale in every status (both are valid: lower <= distance <= upper)
     assert 3.0 * a.value <= b.bound * (1 + 1e-9) and b.value <= 3.0 * a.bound * (1 + 1e-9)
+    assert a.status.value == b.status.value
+    if a.status.value != "certified":
+        # a tie plateau (two logits equal on a whole cone, e.g. seed 3269480, L1): the
+        # distance is not decidable there, and both points must say so
+        assert a.info.get("tie_plateau") and b.info.get("tie_plateau")
+        return
     assert b.bound == pytest.approx(3.0 * a.bound, rel=2e-4)
 
 
