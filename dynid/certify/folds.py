@@ -15,7 +15,8 @@ bisection and building the pair there; every pair returned has passed the float6
 Example
 -------
 >>> import numpy as np
->>> from dynid.relunet import ReLUNet
+>>> from dynid.certify.hull import point_jacobians
+from dynid.relunet import ReLUNet
 >>> relu = [np.array([True, True, False]), np.zeros(2, bool)]
 >>> net = ReLUNet([np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]),
 ...                np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])], [np.zeros(3), np.zeros(2)],
@@ -31,15 +32,8 @@ import math
 
 import numpy as np
 
+from dynid.certify.hull import point_jacobians
 from dynid.relunet import ReLUNet
-
-
-def _jacobians(net: ReLUNet, X):
-    """Point Jacobians (K, n_out, n_in) at the rows of X (relu'(0) = 0)."""
-    from dynid.certify.hull import interval_jacobians
-
-    z = net.preactivations(np.atleast_2d(X))
-    return interval_jacobians(net, z, z)[0]
 
 
 def _dist(X, c, p):
@@ -51,7 +45,7 @@ def _flip_edges(net, c, lo, hi, k, p):
     opposite signs, nearest to c first (by the farther end's distance)."""
     g0, g1 = np.linspace(lo[0], hi[0], k), np.linspace(lo[1], hi[1], k)
     X = np.stack(np.meshgrid(g0, g1, indexing="ij"), -1)
-    s = np.sign(np.linalg.det(_jacobians(net, X.reshape(-1, 2)))).reshape(k, k)
+    s = np.sign(np.linalg.det(point_jacobians(net, X.reshape(-1, 2)))).reshape(k, k)
     edges = []
     for da, db in (((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
                    ((slice(None), slice(None, -1)), (slice(None), slice(1, None)))):
@@ -93,8 +87,8 @@ def _pair_at(net, pa, pb, c, p, tol, lo, hi):
     e = pb - pa
     e = e / max(np.max(np.abs(e)), 1e-300)
     best = None
-    for direction in (e, e + 0.3 * np.array([-e[1], e[0]]), e - 0.3 * np.array([-e[1], e[0]])):
-        dy = direction
+    for ang in (0.0, 0.4, -0.4, 0.8, -0.8, 1.2, -1.2):
+        dy = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]]) @ e
         dx = m @ dy
         sep = np.max(np.abs(dx - dy))
         if not sep > 0:
@@ -104,12 +98,19 @@ def _pair_at(net, pa, pb, c, p, tol, lo, hi):
             x, y = pm + t * dx, pm + t * dy
             ok, dist, mis, x2, y2 = check_pair(net, x, y, p, math.inf, 0.0, tol * 0.999, lo, hi)
             if ok and np.max(np.abs(x2 - y2)) >= tol:
+                fx, fy = net.forward(x2), net.forward(y2)
+                # a pair on the two affine pieces is exact up to rounding: prefer those
+                exact = mis <= 1e-12 * max(1.0, float(np.max(np.abs(fx))))
                 r = max(float(_dist(x2, c, p)[0]), float(_dist(y2, c, p)[0]))
-                if best is None or r < best["radius"]:
-                    best = {"x": x2, "y": y2, "Fx": net.forward(x2), "Fy": net.forward(y2),
-                            "distance": dist, "output_gap": mis, "radius": r,
-                            "fold_point": pm}
-                break
+                key = r + (0.0 if exact else 1e-3)
+                if best is None or key < best["key"]:
+                    best = {"x": x2, "y": y2, "Fx": fx, "Fy": fy, "distance": dist,
+                            "output_gap": mis, "radius": r, "fold_point": pm, "key": key,
+                            "exact": exact}
+                if exact:
+                    break
+        if best is not None and best["exact"]:
+            break
     return best
 
 
@@ -147,6 +148,8 @@ def fold_witness(net: ReLUNet, center, r_max: float, p: float = math.inf, tol: f
             h = float(np.max(np.abs(b - a)))
         pa, pb = _kink(net, a, b)
         w = _pair_at(net, pa, pb, c, p, tol, lo_all, hi_all)
-        if w is not None and (best is None or w["radius"] < best["radius"]):
+        if w is not None and (best is None or w["key"] < best["key"]):
             best = w
+    if best is not None:
+        del best["key"]
     return best

@@ -136,6 +136,18 @@ def interval_jacobians(net: ReLUNet, lowers, uppers):
     return mid.transpose(1, 0, 2), rad.transpose(1, 0, 2)
 
 
+def point_jacobians(net: ReLUNet, X) -> np.ndarray:
+    """Jacobians (K, n_out, n_in) of F at the rows of X (relu'(0) taken as 0)."""
+    zs = net.preactivations(np.atleast_2d(np.asarray(X, np.float64)))
+    K = zs[0].shape[0]
+    g = np.broadcast_to(np.eye(net.n_in)[:, None, :], (net.n_in, K, net.n_in))
+    for w, z, relu in zip(net.weights, zs, net.relu):
+        g = _mul(w, g)
+        if relu.any():
+            g = g * np.where(relu[:, None], z.T > 0, True)[:, :, None]
+    return g.transpose(1, 0, 2)
+
+
 def _vertex_bounds(net, lowers, uppers, max_vertices):
     """For boxes with at most log2(max_vertices) unstable units: one row of fake bounds per
     vertex of their slopes in {0, 1} (unstable units fixed on or off), since a Jacobian is
@@ -167,7 +179,7 @@ class _Leaves:
     vertex Jacobians of a box with few unstable units, else its interval Jacobian), split on
     demand."""
 
-    def __init__(self, net, lo, hi, grid, keep, max_vertices=16):
+    def __init__(self, net, lo, hi, grid, keep, max_vertices=64):
         self.net, self.keep, self.max_vertices = net, keep, max_vertices
         g = np.linspace(0.0, 1.0, grid + 1)
         starts = np.stack(np.meshgrid(g[:-1], g[:-1], indexing="ij"), -1).reshape(-1, 2)
@@ -208,8 +220,7 @@ class _Leaves:
         self.owner = np.concatenate(owners)
         self.gen_id = np.concatenate([self.gen_id, self.next_id + np.arange(n_new)])
         self.next_id += n_new
-        z = self.net.preactivations((LO + HI) / 2)
-        self.Jc = np.concatenate([self.Jc, interval_jacobians(self.net, z, z)[0]])
+        self.Jc = np.concatenate([self.Jc, point_jacobians(self.net, (LO + HI) / 2)])
 
     def split(self, idx):
         """Split the leaves ``idx`` into 4 each."""
@@ -263,7 +274,7 @@ def _fits_half_plane(q):
 
 
 def hull_injective(net: ReLUNet, center, radius: float, p: float = math.inf, *,
-                   grid: int = 8, arcs: int = 64, max_leaves: int = 20000,
+                   grid: int = 8, arcs: int = 32, max_leaves: int = 20000,
                    max_arcs: int = 4096, time_limit: float | None = None):
     """Whether F (2 inputs) is provably injective on the p-norm ball of ``radius`` around
     ``center``; returns ``(ok, info)`` (False: not proven). See the module docstring.
@@ -281,7 +292,7 @@ def hull_injective(net: ReLUNet, center, radius: float, p: float = math.inf, *,
         if math.isinf(p):
             return np.ones(LO.shape[0], bool)
         gap = np.maximum(np.maximum(LO - c, c - HI), 0.0)
-        return np.linalg.norm(gap, ord=p, axis=1) <= radius
+        return np.linalg.norm(gap, ord=p, axis=1) <= radius * (1 + 1e-9) + 1e-12
 
     leaves = _Leaves(net, lo, hi, grid, in_ball)
     arcs_ = _Arcs(arcs)
@@ -372,6 +383,9 @@ class _Arcs:
                     split_arcs.append(i)
                     continue
             bad = ~_separates(wc, qq, rr, mm)
+            if not bad.any():    # the centres' w separates every generator: verified
+                self.w[i], self.seen[i] = wc, leaves.next_id - 1
+                continue
             split_gens.append(np.flatnonzero(bad))
         if not split_arcs and not split_gens:
             return True, "proven", [], np.zeros(0, int)

@@ -274,7 +274,7 @@ def _hull_ball(net, c, p, r_max, tol, resolution, time_limit, log):
     if not ok:      # how far the proof reaches: a bisection with what is left of the budget
         left = None if budget is None else max(budget - (time.perf_counter() - t0), 0.0)
         lower, binfo = hull_radius(net, c, target, p, resolution=max(resolution, 0.01 * target),
-                                   time_limit=left, skip_top=True)
+                                   time_limit=left, skip_top=True, max_leaves=4000)
         tries += binfo["tries"]
     if log:
         log(f"ball radius (Jacobian hull): proven {lower:.6g}, witness {upper:.6g} "
