@@ -7,16 +7,20 @@ separates them), a step ``dy`` into B and ``dx = J_A^-1 J_B dy`` give ``F(p + dx
 and ``g.dx = g.dy det J_B / det J_A`` puts ``p + dx`` in A. So the ball radius at c is at most
 the distance from c to the nearest fold point, plus the size of such a pair.
 
-:func:`fold_witness` finds that point by sampling ``sign det J`` on nested grids around c,
-refining the grid around the nearest sign change, locating the kink on the last grid edge by
-bisection and building the pair there; every pair returned has passed the float64 re-check
-(:func:`dynid.certify.invertibility.check_pair`).
+:func:`fold_witness` finds that point by sampling ``sign det J`` on nested grids around c
+(down to boxes of a few ``tol``), refining the grid around the nearest sign changes, locating
+the kink on the last grid edge by bisection and building the pair there. Since a ball that
+holds points of both orientations holds a fold, it also takes the region of the far end of
+each such edge (det J of the sign opposite to c's), finds that region's point nearest to c
+exactly (an LP over the region's activation pattern, inf- and 1-norm) and builds the pair at a
+kink on the segment from c to it. Every pair returned has passed the float64 re-check
+(:func:`dynid.certify.invertibility.check_pair`); the search is a heuristic for the upper
+bound only, no lower bound depends on it.
 
 Example
 -------
 >>> import numpy as np
->>> from dynid.certify.hull import point_jacobians
-from dynid.relunet import ReLUNet
+>>> from dynid.relunet import ReLUNet
 >>> relu = [np.array([True, True, False]), np.zeros(2, bool)]
 >>> net = ReLUNet([np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]),
 ...                np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])], [np.zeros(3), np.zeros(2)],
@@ -114,8 +118,55 @@ def _pair_at(net, pa, pb, c, p, tol, lo, hi):
     return best
 
 
+def _nearest_in_region(net: ReLUNet, x_in, c, p, lo, hi):
+    """The point nearest to c (inf- or 1-norm, an LP) of the linear region of ``x_in``
+    (every ReLU keeps its sign at x_in, with a small margin so the point lies inside), or
+    None (2-norm, or the LP fails)."""
+    from scipy.optimize import linprog
+
+    if not (math.isinf(p) or p == 1.0):
+        return None
+    n = c.size
+    A, a = np.eye(n), np.zeros(n)
+    rows, rhs = [], []
+    for w, b, relu, z in zip(net.weights, net.biases, net.relu, net.preactivations(x_in)):
+        ZA, Za = w @ A, w @ a + b
+        if relu.any():
+            on = z > 0
+            sgn = np.where(on, -1.0, 1.0)[relu]     # on: -z <= -margin; off: z <= -margin
+            margin = 1e-9 * (1.0 + np.abs(ZA[relu]) @ np.abs(x_in) + np.abs(Za[relu]))
+            rows.append(sgn[:, None] * ZA[relu])
+            rhs.append(-sgn * Za[relu] - margin)
+            keep = np.where(relu, on, True)
+            ZA, Za = ZA * keep[:, None], Za * keep
+        A, a = ZA, Za
+    G = np.vstack(rows) if rows else np.zeros((0, n))
+    h = np.concatenate(rhs) if rhs else np.zeros(0)
+    k = 1 if math.isinf(p) else n          # t (inf-norm) or e_i (1-norm)
+    eye = np.eye(n)
+    tcol = np.ones((n, 1)) if k == 1 else eye
+    A_ub = np.vstack([np.hstack([G, np.zeros((G.shape[0], k))]),
+                      np.hstack([eye, -tcol]), np.hstack([-eye, -tcol])])
+    b_ub = np.concatenate([h, c, -c])
+    cost = np.concatenate([np.zeros(n), np.ones(k)])
+    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=[(l, u) for l, u in zip(lo, hi)]
+                  + [(0, None)] * k, method="highs")
+    return res.x[:n] if res.status == 0 else None
+
+
+def _via_region(net, x_in, s_c, c, p, tol, lo, hi):
+    """A pair on the segment from c to the nearest point of x_in's region (whose det J has
+    the sign opposite to c's, ``s_c``): the segment crosses a fold inside that ball."""
+    q = _nearest_in_region(net, x_in, c, p, lo, hi)
+    if q is None or np.sign(np.linalg.det(net.jacobian(q))) != -s_c:
+        return None
+    pa, pb = _kink(net, c.copy(), q)
+    return _pair_at(net, pa, pb, c, p, tol, lo, hi)
+
+
 def fold_witness(net: ReLUNet, center, r_max: float, p: float = math.inf, tol: float = 1e-4,
-                 *, grid: int = 48, levels: int = 7, refine: int = 5, candidates: int = 4):
+                 *, grid: int = 48, levels: int | None = None, refine: int = 5,
+                 candidates: int = 4):
     """A float64-checked pair (x, y) with F(x) = F(y), ||x - y||_inf >= tol, near the fold
     nearest to ``center`` (within ``r_max``), as a dict with ``radius`` = max(||x - c||_p,
     ||y - c||_p) (an upper bound on the ball radius); None when no fold was found. Only for
@@ -124,6 +175,9 @@ def fold_witness(net: ReLUNet, center, r_max: float, p: float = math.inf, tol: f
     if net.n_in != 2 or net.n_out != 2:
         return None
     lo_all, hi_all = c - r_max, c + r_max
+    if levels is None:                   # down to boxes of a few tol around c
+        levels = max(1, int(math.ceil(math.log2(max(r_max / (64 * tol), 2.0)))))
+    s_c = np.sign(np.linalg.det(net.jacobian(c)))
     found = []
     for lev in range(levels):           # nested grids: fine near c, coarse far out
         r = r_max / 2 ** lev
@@ -147,9 +201,13 @@ def fold_witness(net: ReLUNet, center, r_max: float, p: float = math.inf, tol: f
             a, b = e[0]
             h = float(np.max(np.abs(b - a)))
         pa, pb = _kink(net, a, b)
-        w = _pair_at(net, pa, pb, c, p, tol, lo_all, hi_all)
-        if w is not None and (best is None or w["key"] < best["key"]):
-            best = w
+        tries = [_pair_at(net, pa, pb, c, p, tol, lo_all, hi_all)]
+        if s_c != 0:   # the exact nearest point of the opposite region found (an LP)
+            far = b if np.sign(np.linalg.det(net.jacobian(b))) == -s_c else a
+            tries.append(_via_region(net, far, s_c, c, p, tol, lo_all, hi_all))
+        for w in tries:
+            if w is not None and (best is None or w["key"] < best["key"]):
+                best = w
     if best is not None:
         del best["key"]
     return best
