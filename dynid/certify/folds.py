@@ -122,36 +122,38 @@ def _nearest_in_region(net: ReLUNet, x_in, c, p, lo, hi):
     """The point nearest to c (inf- or 1-norm, an LP) of the linear region of ``x_in``
     (every ReLU keeps its sign at x_in, with a small margin so the point lies inside), or
     None (2-norm, or the LP fails)."""
-    from scipy.optimize import linprog
+    from dynid.milp import SparseModel, solve
 
     if not (math.isinf(p) or p == 1.0):
         return None
     n = c.size
+    m = SparseModel("nearest-in-region")
+    x = m.add_vars(n, lo, hi, "C")
     A, a = np.eye(n), np.zeros(n)
-    rows, rhs = [], []
     for w, b, relu, z in zip(net.weights, net.biases, net.relu, net.preactivations(x_in)):
         ZA, Za = w @ A, w @ a + b
         if relu.any():
             on = z > 0
-            sgn = np.where(on, -1.0, 1.0)[relu]     # on: -z <= -margin; off: z <= -margin
+            # every ReLU keeps its side, with a margin: on z >= margin, off z <= -margin
             margin = 1e-9 * (1.0 + np.abs(ZA[relu]) @ np.abs(x_in) + np.abs(Za[relu]))
-            rows.append(sgn[:, None] * ZA[relu])
-            rhs.append(-sgn * Za[relu] - margin)
+            r = relu & on
+            if r.any():
+                m.add_rows(x, ZA[r], margin[on[relu]] - Za[r], np.inf)
+            r = relu & ~on
+            if r.any():
+                m.add_rows(x, ZA[r], -np.inf, -margin[~on[relu]] - Za[r])
             keep = np.where(relu, on, True)
             ZA, Za = ZA * keep[:, None], Za * keep
         A, a = ZA, Za
-    G = np.vstack(rows) if rows else np.zeros((0, n))
-    h = np.concatenate(rhs) if rhs else np.zeros(0)
-    k = 1 if math.isinf(p) else n          # t (inf-norm) or e_i (1-norm)
-    eye = np.eye(n)
-    tcol = np.ones((n, 1)) if k == 1 else eye
-    A_ub = np.vstack([np.hstack([G, np.zeros((G.shape[0], k))]),
-                      np.hstack([eye, -tcol]), np.hstack([-eye, -tcol])])
-    b_ub = np.concatenate([h, c, -c])
-    cost = np.concatenate([np.zeros(n), np.ones(k)])
-    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=[(l, u) for l, u in zip(lo, hi)]
-                  + [(0, None)] * k, method="highs")
-    return res.x[:n] if res.status == 0 else None
+    k = 1 if math.isinf(p) else n          # t (inf-norm) or e_i (1-norm) >= |x_i - c_i|
+    t = m.add_vars(k, 0.0, np.inf, "C")
+    for i in range(n):
+        ti = t[0] if k == 1 else t[i]
+        m.add_row([ti, x[i]], [1.0, -1.0], -c[i], np.inf)
+        m.add_row([ti, x[i]], [1.0, 1.0], c[i], np.inf)
+    m.set_objective(t, np.ones(k), sense="min")
+    res = solve(m, solver="highs")
+    return None if res.x is None else np.asarray(res.x)[x]
 
 
 def _via_region(net, x_in, s_c, c, p, tol, lo, hi):
