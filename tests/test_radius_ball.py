@@ -112,7 +112,8 @@ def test_ball_radius_at_a_straight_fold(norm):
     assert c.status.value == "certified", c.info
     assert c.value <= 0.3 <= c.bound and c.bound - c.value <= 1e-3
     assert c.solver == "jacobian-hull"
-    check_witness(piecewise_fold(), np.array([-0.3, 0.2]), c, {"inf": math.inf}.get(norm, float(norm)))
+    p = math.inf if norm == "inf" else float(norm)
+    check_witness(piecewise_fold(), np.array([-0.3, 0.2]), c, p)
 
 
 def test_ball_radius_without_a_fold_falls_back_to_the_mip():

@@ -44,8 +44,6 @@ from dynid.bounds.core import ABS_PAD, REL_PAD
 from dynid.bounds.relaxation import affine_image
 from dynid.relunet import ReLUNet
 
-_EPS = float(np.finfo(np.float64).eps)
-
 
 def _mul(w, A):
     """``w @ A`` for a stack ``A`` of shape (j, K, n): one matrix product, shape (m, K, n)."""
@@ -276,7 +274,7 @@ def _fits_half_plane(q):
 def hull_injective(net: ReLUNet, center, radius: float, p: float = math.inf, *,
                    grid: int = 8, arcs: int = 32, max_leaves: int = 20000,
                    max_arcs: int = 4096, time_limit: float | None = None):
-    """Whether F (2 inputs) is provably injective on the p-norm ball of ``radius`` around
+    """Whether F (R^2 -> R^2) is provably injective on the p-norm ball of ``radius`` around
     ``center``; returns ``(ok, info)`` (False: not proven). See the module docstring.
 
     ``info["reason"]``: "proven"; "fold" when the Jacobians at the centres of some leaves
@@ -284,9 +282,11 @@ def hull_injective(net: ReLUNet, center, radius: float, p: float = math.inf, *,
     refinement can prove it; "budget" / "time" when the leaves, arcs or seconds ran out."""
     t0 = time.perf_counter()
     c = np.asarray(center, np.float64).reshape(-1)
-    if net.n_in != 2 or net.n_out < 2 or not radius > 0:
+    if net.n_in != 2 or net.n_out != 2 or not radius > 0:
         return (radius == 0), {"leaves": 0, "arcs": 0, "seconds": 0.0}
-    lo, hi = c - radius, c + radius
+    # the box c +- radius, widened by its rounding so that it holds the exact ball
+    slack = 4 * np.finfo(np.float64).eps * (np.abs(c) + radius)
+    lo, hi = c - radius - slack, c + radius + slack
 
     def in_ball(LO, HI):   # leaves that meet the ball (all of them for the inf-norm)
         if math.isinf(p):
