@@ -39,7 +39,8 @@ def affine_image(w, b, lo, hi):
     """Interval image ``[l, u]`` of ``W x + b`` over the box ``lo <= x <= hi``, padded
     outward for float64 rounding (by the magnitude of the summed terms, not of the result).
 
-    ``b`` may be None (no offset). Works for (m, n) ``W`` and (n,) boxes.
+    ``b`` may be None (no offset). Works for (m, n) ``W`` and (n,) boxes, or batches of boxes
+    (K, n) giving (K, m) bounds.
 
     Example
     -------
@@ -52,9 +53,9 @@ def affine_image(w, b, lo, hi):
     hi = np.asarray(hi, dtype=np.float64)
     mid, rad = (lo + hi) / 2, (hi - lo) / 2
     aw = np.abs(w)
-    c = w @ mid
-    r = aw @ rad
-    mag = aw @ np.maximum(np.abs(lo), np.abs(hi))
+    c = mid @ w.T
+    r = rad @ aw.T
+    mag = np.maximum(np.abs(lo), np.abs(hi)) @ aw.T
     if b is not None:
         b = np.asarray(b, dtype=np.float64)
         c = c + b

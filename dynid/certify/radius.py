@@ -191,22 +191,34 @@ def _nn(p):
 
 # ---------------------------------------------------------------------- fast: one MIP
 def _fast_ball(net, c, p, r_max, tol, resolution, solver, time_limit, log):
-    """Ball mode: the one-MIP method on growing boxes c +- r (tight bounds on small boxes).
+    """Ball mode: for maps R^2 -> R^2 first the fold witness and the Jacobian-hull proof
+    (:func:`_hull_ball`, no MIP); when they do not meet, the one-MIP method on growing boxes
+    c +- r (tight bounds on small boxes), up to the witness radius.
 
-    Start at twice the interval-Jacobian radius (:func:`injective_radius_lower`); a box whose
-    MIP has no equal-output pair proves radius >= r (the next box starts its radius variable
-    there), and an optimum t* < r inside the box c +- r is the answer for every larger box too,
-    since the ball of radius t* lies in it."""
+    Start at the proven radius (the hull proof's, else twice the interval-Jacobian radius of
+    :func:`injective_radius_lower`); a box whose MIP has no equal-output pair proves radius
+    >= r (the next box starts its radius variable there), and an optimum t* < r inside the box
+    c +- r is the answer for every larger box too, since the ball of radius t* lies in it."""
     t0 = time.perf_counter()
+    pre = _hull_ball(net, c, p, r_max, tol, resolution, time_limit, log)
+    if pre is not None and pre.status is Status.CERTIFIED:
+        return pre
     r_jac = injective_radius_lower(net, c, r_max)
+    hull_r = pre.value if pre is not None else 0.0
+    w_r = pre.bound if pre is not None else math.inf         # a checked witness's radius
+    base = {"method": "fast", "mode": "ball", "norm": _nn(p), "r_max": r_max, "tol": tol,
+            "resolution": resolution, "interval_jacobian_radius": r_jac}
+    if pre is not None:
+        base["hull"] = pre.info.get("hull")
+    r_jac = max(r_jac, hull_r)
     if r_jac >= r_max:
-        info = {"method": "fast", "mode": "ball", "norm": _nn(p), "r_max": r_max, "tol": tol,
-                "resolution": resolution, "radius": r_max, "reached_r_max": True,
-                "jacobian_radius": r_jac, "boxes": [],
-                "proof": "interval Jacobian regular on the whole ball"}
+        info = {**base, "radius": r_max, "reached_r_max": True, "jacobian_radius": r_jac,
+                "boxes": [], "proof": "Jacobian regular on the whole ball"}
         return Certificate("certified_radius", Status.CERTIFIED, r_max, math.inf, math.inf,
                            None, "interval-jacobian", time.perf_counter() - t0, {}, info)
-    proven, r, tries = r_jac, min(r_max, max(2.0 * r_jac, 8 * resolution)), []
+    cap = min(r_max, w_r)
+    start = r_jac if hull_r > 0 else 2.0 * r_jac
+    proven, r, tries = r_jac, min(cap, max(start, 8 * resolution)), []
     while True:
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.1)
         cert = _fast(net, c, "ball", p, r, tol, resolution, solver, left, log, t_lo=proven)
@@ -215,20 +227,75 @@ def _fast_ball(net, c, p, r_max, tol, resolution, solver, time_limit, log):
         reached = cert.info.get("reached_r_max", False)
         if reached:
             proven = max(proven, r)
-        if not reached or r >= r_max or (time_limit is not None
-                                         and time.perf_counter() - t0 >= time_limit):
+        if not reached or r >= cap or (time_limit is not None
+                                       and time.perf_counter() - t0 >= time_limit):
             break
-        r = min(2.0 * r, r_max)
+        r = min(2.0 * r, cap)
     value = max(cert.value, proven) if not reached else r
-    info = {**cert.info, "r_max": r_max, "jacobian_radius": r_jac, "boxes": tries,
-            "radius": value, "reached_r_max": reached and r >= r_max}
-    if reached and r < r_max:     # out of time before the box reached r_max
+    witness, upper = cert.witness, cert.bound
+    if not reached and w_r < upper:
+        witness, upper = pre.witness, w_r
+    info = {**cert.info, **base, "jacobian_radius": r_jac, "boxes": tries, "radius": value,
+            "reached_r_max": reached and r >= r_max}
+    if reached and r < r_max and not math.isfinite(w_r):   # out of time before r_max
         status, upper = Status.UNKNOWN, math.inf
+    elif reached and r < r_max:                            # proven up to the witness box
+        witness, upper = pre.witness, w_r
+        status = Status.CERTIFIED if upper - value <= resolution * (1 + 1e-9) else \
+            Status.UNKNOWN
     else:
-        status, upper = cert.status, cert.bound
+        status = Status.CERTIFIED if math.isfinite(upper) and \
+            upper - value <= resolution * (1 + 1e-9) else cert.status
     return Certificate("certified_radius", status, value, upper,
-                       upper - value if math.isfinite(upper) else math.inf, cert.witness,
+                       upper - value if math.isfinite(upper) else math.inf, witness,
                        cert.solver, time.perf_counter() - t0, cert.model_size, info)
+
+
+def _hull_ball(net, c, p, r_max, tol, resolution, time_limit, log):
+    """Ball radius of a map R^2 -> R^2 without a MIP: the nearest fold's checked witness
+    pair (:func:`dynid.certify.folds.fold_witness`, radius U) and the Jacobian-hull proof
+    (:func:`dynid.certify.hull.hull_injective`) on the ball of radius U - resolution / 2 (or
+    r_max when no fold is found); when that fails, a short bisection for the proven radius.
+    None for other maps."""
+    from dynid.certify.folds import fold_witness
+    from dynid.certify.hull import hull_injective, hull_radius
+
+    if net.n_in != 2 or net.n_out != 2:
+        return None
+    t0 = time.perf_counter()
+    budget = None if time_limit is None else 0.5 * time_limit
+    wit = fold_witness(net, c, r_max, p, tol)
+    t_wit = time.perf_counter() - t0
+    upper = min(wit["radius"], math.inf) if wit is not None else math.inf
+    target = r_max if upper - 0.5 * resolution >= r_max else max(upper - 0.5 * resolution, 0.0)
+    ok, hinfo = hull_injective(net, c, target, p, time_limit=budget)
+    lower = target if ok else 0.0
+    tries = [{"radius": target, "ok": ok, **hinfo}]
+    if not ok:      # how far the proof reaches: a bisection with what is left of the budget
+        left = None if budget is None else max(budget - (time.perf_counter() - t0), 0.0)
+        lower, binfo = hull_radius(net, c, target, p, resolution=max(resolution, 0.01 * target),
+                                   time_limit=left, skip_top=True, max_leaves=4000)
+        tries += binfo["tries"]
+    if log:
+        log(f"ball radius (Jacobian hull): proven {lower:.6g}, witness {upper:.6g} "
+            f"({time.perf_counter() - t0:.2f}s)")
+    witness = None
+    if wit is not None:
+        witness = {k: wit[k] for k in ("x", "y", "Fx", "Fy", "distance", "output_gap")}
+    reached = ok and target >= r_max
+    done = reached or (math.isfinite(upper) and upper - lower <= resolution * (1 + 1e-9))
+    info = {"method": "fast", "mode": "ball", "norm": _nn(p), "r_max": r_max, "tol": tol,
+            "resolution": resolution, "radius": lower, "reached_r_max": reached,
+            "jacobian_radius": lower, "boxes": [],
+            "proof": "Jacobian hull (dynid.certify.hull) on the ball; witness at the nearest "
+                     "fold (dynid.certify.folds)",
+            "hull": {"tries": tries, "witness_seconds": t_wit,
+                     "fold_point": None if wit is None else wit["fold_point"]}}
+    bound = math.inf if reached else upper
+    return Certificate("certified_radius", Status.CERTIFIED if done else Status.UNKNOWN,
+                       lower, bound, bound - lower if math.isfinite(bound) else math.inf,
+                       None if reached else witness, "jacobian-hull",
+                       time.perf_counter() - t0, {}, info)
 
 
 def _fast(net, c, mode, p, r_max, tol, resolution, solver, time_limit, log, t_lo=0.0):
