@@ -764,3 +764,23 @@ def test_highs_ctrl_c_noticed_in_another_phase_is_interrupted(monkeypatch):
     assert r.status == "interrupted" and "Ctrl-C" in r.message
     if r.objective is not None:
         assert r.bound <= r.objective
+
+
+def test_highs_prints_nothing_on_stdout(capfd):
+    """Issue 17 item 8: HiGHS's banner and logs stay off the user's stdout, from the MIP path,
+    the warm LP and the tolerance-free branch-and-bound alike (checked at the fd level)."""
+    if "highs" not in AVAILABLE:
+        pytest.fail("highspy is a dependency of dynid: it must be importable")
+    from dynid.milp.lp import WarmLP, branch_and_bound
+
+    m = SparseModel()
+    x = m.add_vars(3, 0.0, 1.0, vtype="B")
+    m.add_row(x, [1.0, 1.0, 1.0], hi=1.5)
+    m.set_objective(x, [1.0, 2.0, 3.0], sense="max")
+    capfd.readouterr()
+    r = solve(m, "highs")
+    WarmLP(m).maximize(np.eye(3))
+    b = branch_and_bound(m, 3.0)
+    out = capfd.readouterr().out
+    assert r.status == "optimal" and 3.0 <= b < 3.0 + 1e-9
+    assert out == "", out[:200]
