@@ -304,3 +304,64 @@ def test_issue_case_mip_reach_octagon():
         v = x @ D.T
         assert np.all(v <= np.asarray(ds.hull_upper.sel(step=k).values, np.longdouble))
         assert np.all(v >= np.asarray(ds.hull_lower.sel(step=k).values, np.longdouble))
+
+
+# ------------------------------------------------------------------ issue 17 items 6 and 8
+@pytest.mark.parametrize("engine", ["lp-splitting", "lp-highs", "crown", "mip"])
+def test_issue_case_degenerate_nets_and_boxes(engine):
+    """Item 6: a net with all-zero weight rows (the splitting solver's Cholesky factor was not
+    positive definite) and a box 1e-6 wide (HiGHS called the triangle LP infeasible): bounds
+    come back and contain every sampled value."""
+    from reach.engines import bound
+
+    rng = np.random.default_rng(7)
+    net = random_relunet(rng, [2, 6, 6, 2])
+    w = [x.copy() for x in net.weights]
+    w[0][[1, 4]] = 0.0          # dead first-layer units
+    w[1][2] = 0.0               # an all-zero row in the second layer
+    net = ReLUNet(w, net.biases, net.relu)
+    opts = dict(SPLIT_OPTS) if engine == "lp-splitting" else {}
+    for lo, hi in ((-np.ones(2), np.ones(2)),
+                   (np.array([0.3, -0.2]) - 5e-7, np.array([0.3, -0.2]) + 5e-7)):
+        low, up = bound(net, lo, hi, np.eye(2), engine=engine, **opts)
+        y = forward_ld(net, sample_points(rng, lo, hi))
+        assert np.all(np.isfinite(low)) and np.all(np.isfinite(up))
+        assert np.all(np.asarray(low, np.longdouble) <= y.min(axis=0))
+        assert np.all(y.max(axis=0) <= np.asarray(up, np.longdouble))
+
+
+def test_issue_case_splitting_engine_defaults_to_polish():
+    """Item 8: the splitting engine's front door runs splitting+polish (outputs and intermediate
+    bounds), not 2000 plain ADMM iterations per layer; its bound on a small net is then within
+    1e-2 of the exact LP's (HiGHS, rigorous dual) and never below it."""
+    from reach.engines import bound, engine_options
+
+    o = engine_options("lp-splitting")
+    assert o["polish_steps"] > 0 and o["intermediate_opts"]["polish_steps"] > 0
+    rng = np.random.default_rng(3)
+    net = random_relunet(rng, [2, 8, 8, 2])
+    lo, hi = -np.ones(2), np.ones(2)
+    C = np.vstack([np.eye(2), -np.eye(2)])
+    _, up_s = bound(net, lo, hi, C, engine="lp-splitting")
+    _, up_h = bound(net, lo, hi, C, engine="lp-highs")
+    y = forward_ld(net, sample_points(rng, lo, hi)) @ np.asarray(C, np.longdouble).T
+    assert np.all(np.asarray(up_s, np.longdouble) >= y.max(axis=0))
+    width = np.asarray(up_h) - np.asarray(y.max(axis=0), float)
+    assert np.all(np.asarray(up_s) - np.asarray(up_h) <= 1e-2 * (1 + np.abs(up_h)) + width)
+
+
+def test_issue_case_reference_radius_reports_its_witness():
+    """Item 8: the reference bisection's upper bound is the distance of its witness (not the
+    last bisection radius) and the witness is a real second preimage."""
+    from dynid.certify.radius import certified_radius
+
+    net = ReLUNet([np.array([[1.0], [-1.0]]), np.array([[-1.0, -1.0]])],
+                  [np.zeros(2), np.zeros(1)])                       # x -> -|x|
+    c = np.array([0.3])
+    r = certified_radius(net, c, mode="preimage", method="reference", r_max=2.0)
+    assert r.status.value == "certified"
+    x = np.asarray(r.witness["x"], float)
+    assert abs(float(forward_ld(net, x[None])[0, 0] - forward_ld(net, c[None])[0, 0])) < 1e-6
+    assert r.bound == pytest.approx(abs(float(x[0] - c[0])), abs=1e-12)
+    # the other preimage of -0.3 is -0.3: distance 0.6 (analytic)
+    assert r.value <= 0.6 <= r.bound + 1e-6 and r.bound - r.value <= 1e-3 * (1 + 1e-9) + 1e-9
