@@ -438,27 +438,16 @@ def jacobian_injective(net: ReLUNet, lo, hi, bounds=None) -> bool:
     (True, False)
     """
     from dynid.bounds import crown_bounds, interval_bounds
+    from dynid.certify.hull import interval_jacobians
 
     lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
     if net.n_out < net.n_in:
         return False
     if bounds is None:
         bounds = crown_bounds(net, lo, hi).intersect(interval_bounds(net, lo, hi))
-    eps = 1e-12
-    mid, rad = np.eye(net.n_in), np.zeros((net.n_in, net.n_in))
-    for i, (w, relu) in enumerate(zip(net.weights, net.relu)):
-        aw = np.abs(w)
-        m2, r2 = w @ mid, aw @ rad
-        r2 = r2 + eps * (aw @ np.abs(mid) + r2) + 1e-300
-        if relu.any():
-            on = relu & (bounds.lower[i] >= 0)
-            off = relu & (bounds.upper[i] <= 0)
-            unst = relu & ~on & ~off
-            m2[off], r2[off] = 0.0, 0.0
-            if unst.any():   # [0, 1] * [m - r, m + r] = hull of 0 and the interval
-                a, b = np.minimum(m2[unst] - r2[unst], 0.0), np.maximum(m2[unst] + r2[unst], 0.0)
-                m2[unst], r2[unst] = (a + b) / 2, (b - a) / 2 * (1 + eps)
-        mid, rad = m2, r2
+    mid, rad = interval_jacobians(net, [np.asarray(v, np.float64)[None] for v in bounds.lower],
+                                  [np.asarray(v, np.float64)[None] for v in bounds.upper])
+    mid, rad = mid[0], rad[0]
     if not (np.all(np.isfinite(mid)) and np.all(np.isfinite(rad))):
         return False
     try:
